@@ -1,0 +1,8 @@
+//! ferry: move files between two machines on a network and prove they arrived intact.
+//!
+//! - [`protocol`]: the wire format (frames, control messages, the data section), pure code.
+//! - [`server`] and [`client`]: the engine; threads, sockets and files, reporting events on
+//!   crossbeam channels.
+//! - [`cli`]: the headless command line; `gui`: the desktop window.
+
+pub mod protocol;
