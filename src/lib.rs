@@ -5,4 +5,9 @@
 //!   crossbeam channels.
 //! - [`cli`]: the headless command line; `gui`: the desktop window.
 
+pub mod cli;
+pub mod client;
+pub mod net;
 pub mod protocol;
+pub mod server;
+pub mod sink;

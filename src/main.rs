@@ -1,3 +1,14 @@
+use clap::{CommandFactory, Parser};
+use ferry::cli::{Cli, run};
+
 fn main() {
-    println!("ferry {}: the command line arrives with the engine", env!("CARGO_PKG_VERSION"));
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(command) => run(command),
+        None => {
+            let _ = Cli::command().print_help();
+            0
+        }
+    };
+    std::process::exit(code);
 }

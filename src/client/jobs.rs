@@ -1,0 +1,251 @@
+//! Client work on worker threads: each job reports [`ClientEvent`]s on one crossbeam channel
+//! and can be cancelled from any thread. A download job always ends with exactly one terminal
+//! event: `Verified`, `Mismatch`, `Failed` or `Cancelled`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::download::part_path;
+use super::{CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome};
+use crate::protocol::Md5Digest;
+use crate::protocol::message::{HelloReply, ListReply};
+use crate::sink::{Notify, Sink};
+
+/// Identifies one job among those started from the same [`Jobs`].
+pub type JobId = u64;
+
+/// One event of one job.
+#[derive(Debug)]
+pub struct ClientEvent {
+    pub job: JobId,
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug)]
+pub enum EventKind {
+    /// `hello` succeeded.
+    Connected { server: HelloReply, peer: SocketAddr },
+    /// A folder listing arrived (browse sessions).
+    Listing(ListReply),
+    /// A listing was refused; the session goes on.
+    ListFailed { path: String, error: ClientError },
+    /// Bytes of the whole file on disk, its size, and the recent rate; at most ~20 a second.
+    Progress { done: u64, total: u64, bytes_per_sec: f64 },
+    /// Terminal: the file is in place and its MD5 matches the host's.
+    Verified { md5: Md5Digest, dest: PathBuf, size: u64, resumed_from: u64 },
+    /// Terminal: the digests differ; nothing was saved under the final name.
+    Mismatch { expected: Md5Digest, actual: Md5Digest, size: u64 },
+    /// Terminal: the job failed (for a browse session: it could not connect).
+    Failed(ClientError),
+    /// Terminal: cancelled; a download keeps its `.part` for a later resume.
+    Cancelled { part: Option<PathBuf> },
+    /// Terminal for a browse session that was closed.
+    Closed,
+}
+
+impl EventKind {
+    /// True for the event that ends a job.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            EventKind::Verified { .. }
+                | EventKind::Mismatch { .. }
+                | EventKind::Failed(_)
+                | EventKind::Cancelled { .. }
+                | EventKind::Closed
+        )
+    }
+}
+
+/// Starts client jobs; all their events arrive on the receiver returned by [`Jobs::new`].
+pub struct Jobs {
+    sink: Sink<ClientEvent>,
+    next: AtomicU64,
+}
+
+/// A running job.
+pub struct JobHandle {
+    pub id: JobId,
+    cancel: CancelToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl JobHandle {
+    /// Cancels the job (it ends with `Cancelled`, or with its verdict if that came first).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits for the job's thread to end.
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+enum BrowseCommand {
+    List(String),
+}
+
+/// A browse session: one connection, kept open, answering list requests in turn.
+/// Dropping it closes the connection.
+pub struct BrowseHandle {
+    pub id: JobId,
+    commands: Option<Sender<BrowseCommand>>,
+    cancel: CancelToken,
+}
+
+impl BrowseHandle {
+    /// Asks for a listing; the answer arrives as `Listing` or `ListFailed`.
+    pub fn list(&self, path: &str) {
+        if let Some(tx) = &self.commands {
+            let _ = tx.send(BrowseCommand::List(path.to_string()));
+        }
+    }
+}
+
+impl Drop for BrowseHandle {
+    fn drop(&mut self) {
+        self.commands.take();
+        self.cancel.cancel();
+    }
+}
+
+impl Jobs {
+    pub fn new(notify: Option<Notify>) -> (Jobs, Receiver<ClientEvent>) {
+        let (sink, rx) = Sink::new(notify);
+        (Jobs { sink, next: AtomicU64::new(1) }, rx)
+    }
+
+    fn emitter(&self) -> (JobId, impl Fn(EventKind) + Send + 'static) {
+        let job = self.next.fetch_add(1, Ordering::Relaxed);
+        let sink = self.sink.clone();
+        (job, move |kind| sink.send(ClientEvent { job, kind }))
+    }
+
+    /// Downloads one file on a connection of its own.
+    pub fn download(&self, addr: &str, opts: &ConnectOptions, req: DownloadRequest) -> JobHandle {
+        let (id, emit) = self.emitter();
+        let cancel = CancelToken::new();
+        let (addr, opts, token) = (addr.to_string(), opts.clone(), cancel.clone());
+        let thread = thread::Builder::new()
+            .name(format!("ferry-get-{id}"))
+            .spawn(move || run_download(&addr, &opts, &req, &token, &emit))
+            .expect("spawn download thread");
+        JobHandle { id, cancel, thread: Some(thread) }
+    }
+
+    /// Opens a browse session; it connects at once and lists nothing until asked.
+    pub fn browse(&self, addr: &str, opts: &ConnectOptions) -> BrowseHandle {
+        let (id, emit) = self.emitter();
+        let cancel = CancelToken::new();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (addr, opts, token) = (addr.to_string(), opts.clone(), cancel.clone());
+        thread::Builder::new()
+            .name(format!("ferry-browse-{id}"))
+            .spawn(move || run_browse(&addr, &opts, &rx, &token, &emit))
+            .expect("spawn browse thread");
+        BrowseHandle { id, commands: Some(tx), cancel }
+    }
+}
+
+/// Rate over roughly the last second, updated as progress arrives.
+struct Rate {
+    window: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl Rate {
+    fn new() -> Self {
+        Rate { window: Default::default() }
+    }
+
+    fn update(&mut self, now: Instant, done: u64) -> f64 {
+        self.window.push_back((now, done));
+        while self.window.len() > 2 && now.duration_since(self.window[1].0) > Duration::from_secs(1) {
+            self.window.pop_front();
+        }
+        let (t0, d0) = self.window[0];
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt <= 0.0 { 0.0 } else { done.saturating_sub(d0) as f64 / dt }
+    }
+}
+
+fn run_download(
+    addr: &str,
+    opts: &ConnectOptions,
+    req: &DownloadRequest,
+    cancel: &CancelToken,
+    emit: &impl Fn(EventKind),
+) {
+    let part = part_path(&req.dest);
+    let result = Connection::connect_with(addr, opts, Some(cancel)).and_then(|mut conn| {
+        emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
+        let mut rate = Rate::new();
+        let mut last: Option<Instant> = None;
+        conn.download(req, cancel, &mut |p| {
+            let now = Instant::now();
+            let bytes_per_sec = rate.update(now, p.done);
+            if last.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(50)) || p.done == p.total {
+                last = Some(now);
+                emit(EventKind::Progress { done: p.done, total: p.total, bytes_per_sec });
+            }
+        })
+    });
+    emit(match result {
+        Ok(Outcome::Verified { md5, dest, size, resumed_from }) => {
+            EventKind::Verified { md5, dest, size, resumed_from }
+        }
+        Ok(Outcome::Mismatch { expected, actual, size }) => EventKind::Mismatch { expected, actual, size },
+        Err(ClientError::Cancelled) => EventKind::Cancelled { part: part.exists().then_some(part) },
+        Err(_) if cancel.is_cancelled() => EventKind::Cancelled { part: part.exists().then_some(part) },
+        Err(e) => EventKind::Failed(e),
+    });
+}
+
+fn run_browse(
+    addr: &str,
+    opts: &ConnectOptions,
+    commands: &Receiver<BrowseCommand>,
+    cancel: &CancelToken,
+    emit: &impl Fn(EventKind),
+) {
+    let connect = || Connection::connect_with(addr, opts, Some(cancel));
+    let mut conn = match connect() {
+        Ok(c) => c,
+        Err(e) => {
+            emit(if cancel.is_cancelled() { EventKind::Closed } else { EventKind::Failed(e) });
+            return;
+        }
+    };
+    emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
+    for BrowseCommand::List(path) in commands.iter() {
+        let mut result = conn.list(&path);
+        if matches!(result, Err(ClientError::Lost(_) | ClientError::TimedOut(_))) && !cancel.is_cancelled() {
+            // The server may have closed an idle connection: reconnect once and retry.
+            match connect() {
+                Ok(c) => {
+                    conn = c;
+                    result = conn.list(&path);
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        match result {
+            Ok(listing) => emit(EventKind::Listing(listing)),
+            Err(_) if cancel.is_cancelled() => break,
+            Err(error @ ClientError::Server(_)) => emit(EventKind::ListFailed { path, error }),
+            Err(error) => {
+                emit(EventKind::Failed(error));
+                return;
+            }
+        }
+    }
+    emit(EventKind::Closed);
+}

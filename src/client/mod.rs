@@ -1,0 +1,293 @@
+//! The receiving side of ferry.
+//!
+//! Two layers:
+//! - [`Connection`]: a blocking connection to a server (`hello`, `list`, `download`), for code
+//!   that already runs on its own thread (the command line, tests).
+//! - [`jobs`]: the same work on named worker threads that report [`ClientEvent`]s on a
+//!   crossbeam channel and can be cancelled from any thread, for fronts that must never block
+//!   (the desktop window).
+//!
+//! Nothing the host sends is trusted: reply frames are size-checked before allocation, the data
+//! prefix must match the announced size, and names from the host are never used as local paths
+//! without [`crate::protocol::path::check_local_name`].
+
+mod cancel;
+mod download;
+pub mod jobs;
+
+use std::io::{self, BufReader};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use cancel::CancelToken;
+pub use download::{DownloadRequest, Outcome, Progress, part_path};
+pub use jobs::{ClientEvent, EventKind, JobId};
+
+use crate::protocol::data::DataError;
+use crate::protocol::frame::{self, FrameError, MAX_RESPONSE_LEN};
+use crate::protocol::message::{ErrorReply, HelloReply, ListReply, Request, Secret, parse_reply};
+use crate::protocol::{Md5Digest, VERSION, hex};
+
+/// The port used when an address names none.
+pub const DEFAULT_PORT: u16 = 7878;
+/// The name this client gives in `hello`.
+pub const CLIENT_NAME: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub pin: Option<String>,
+    pub connect_timeout: Duration,
+    /// A server silent this long (mid-reply or mid-transfer) is given up on.
+    pub io_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions { pin: None, connect_timeout: Duration::from_secs(10), io_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Everything that can end a client operation other than a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot understand the address {addr:?}: {reason}")]
+    BadAddress { addr: String, reason: String },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("the server turned the connection away: {0}")]
+    Refused(ErrorReply),
+    #[error("the server refused: {0}")]
+    Server(ErrorReply),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("the connection was lost: {0}")]
+    Lost(String),
+    #[error("the server stopped responding (no data for {0} s)")]
+    TimedOut(u64),
+    #[error("the transfer is incomplete: {0}")]
+    Incomplete(String),
+    #[error("{} already exists; not overwriting it (use --force to replace it)", .0.display())]
+    Exists(PathBuf),
+    #[error("cannot use {path} as the destination: {reason}")]
+    BadDestination { path: String, reason: String },
+    #[error("not enough disk space for {}: {need} bytes needed, {available} available", .path.display())]
+    NoSpace { path: PathBuf, need: u64, available: u64 },
+    #[error("{action} {}: {source}", .path.display())]
+    Local { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ClientError {
+    pub(crate) fn local(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> ClientError {
+        let path = path.into();
+        move |source| {
+            if source.raw_os_error() == Some(libc::ENOSPC) {
+                ClientError::Local { action: "the disk is full while writing", path, source }
+            } else {
+                ClientError::Local { action, path, source }
+            }
+        }
+    }
+
+    fn from_frame(e: FrameError, timeout: Duration) -> ClientError {
+        match e {
+            FrameError::Closed => ClientError::Lost("the server closed the connection".into()),
+            FrameError::Truncated { .. } => ClientError::Lost(e.to_string()),
+            FrameError::TooLarge { .. } => ClientError::Protocol(e.to_string()),
+            FrameError::Io(io) => Self::from_io(io, timeout),
+        }
+    }
+
+    fn from_io(e: io::Error, timeout: Duration) -> ClientError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::TimedOut(timeout.as_secs()),
+            _ => ClientError::Lost(e.to_string()),
+        }
+    }
+
+    pub(crate) fn from_data(e: DataError, timeout: Duration) -> ClientError {
+        use crate::protocol::data::CopyError;
+        match e {
+            DataError::Frame(f) => Self::from_frame(f, timeout),
+            DataError::SizeDisagrees { .. } => ClientError::Protocol(e.to_string()),
+            DataError::NoTrailer => ClientError::Incomplete(e.to_string()),
+            DataError::Copy(CopyError::Incomplete { done, expected }) => ClientError::Incomplete(format!(
+                "the server sent {done} of {expected} bytes, then closed the connection"
+            )),
+            DataError::Copy(CopyError::Read { error, .. }) => Self::from_io(error, timeout),
+            DataError::Copy(CopyError::Cancelled { .. }) => ClientError::Cancelled,
+            DataError::Copy(CopyError::Write { .. }) => unreachable!("write errors are mapped by the caller"),
+        }
+    }
+}
+
+/// Resolves `host`, `host:port`, `1.2.3.4`, `[::1]:7878` or `::1`; the port defaults to 7878.
+pub fn resolve_addr(addr: &str) -> Result<Vec<SocketAddr>, ClientError> {
+    let addr = addr.trim();
+    let bad = |reason: String| ClientError::BadAddress { addr: addr.to_string(), reason };
+    if addr.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Ok(vec![sa]);
+    }
+    if let Ok(ip) = addr.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, DEFAULT_PORT)]);
+    }
+    let with_port = match addr.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() => addr.to_string(),
+        Some((_, port)) => return Err(bad(format!("{port:?} is not a port number"))),
+        None => format!("{addr}:{DEFAULT_PORT}"),
+    };
+    let found: Vec<SocketAddr> = with_port.to_socket_addrs().map_err(|e| bad(e.to_string()))?.collect();
+    if found.is_empty() {
+        return Err(bad("the name has no address".into()));
+    }
+    Ok(found)
+}
+
+/// A connection to a ferry server, past `hello`.
+pub struct Connection {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    hello: HelloReply,
+    peer: SocketAddr,
+    timeout: Duration,
+    out: Vec<u8>,
+    /// Set while a data section is in flight; a connection left mid-section is unusable.
+    poisoned: bool,
+}
+
+impl Connection {
+    /// Connects and says hello.
+    pub fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connection, ClientError> {
+        Self::connect_with(addr, opts, None)
+    }
+
+    pub(crate) fn connect_with(
+        addr: &str,
+        opts: &ConnectOptions,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Connection, ClientError> {
+        let mut last = None;
+        let mut stream = None;
+        for sa in resolve_addr(addr)? {
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                return Err(ClientError::Cancelled);
+            }
+            match TcpStream::connect_timeout(&sa, opts.connect_timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let Some(stream) = stream else {
+            let source = last.unwrap_or_else(|| io::Error::other("no address to try"));
+            let source = match source.kind() {
+                io::ErrorKind::ConnectionRefused => {
+                    io::Error::new(source.kind(), "connection refused (is ferry hosting there, on that port?)")
+                }
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                    io::Error::new(io::ErrorKind::TimedOut, "no answer (wrong address, or a firewall in the way?)")
+                }
+                _ => source,
+            };
+            return Err(ClientError::Connect { addr: addr.to_string(), source });
+        };
+        if let Some(c) = cancel {
+            c.attach(&stream);
+        }
+        let peer = stream.peer_addr().map_err(|e| ClientError::Lost(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        stream.set_read_timeout(Some(opts.io_timeout)).map_err(|e| ClientError::Lost(e.to_string()))?;
+        stream.set_write_timeout(Some(opts.io_timeout)).map_err(|e| ClientError::Lost(e.to_string()))?;
+        let reader = BufReader::with_capacity(
+            crate::protocol::data::CHUNK,
+            stream.try_clone().map_err(|e| ClientError::Lost(e.to_string()))?,
+        );
+        let mut conn = Connection {
+            stream,
+            reader,
+            hello: HelloReply { version: 0, server: String::new(), name: String::new() },
+            peer,
+            timeout: opts.io_timeout,
+            out: Vec::new(),
+            poisoned: false,
+        };
+        let hello = Request::Hello { version: VERSION, client: CLIENT_NAME.into(), pin: opts.pin.clone().map(Secret) };
+        conn.hello = match conn.request::<HelloReply>(&hello)? {
+            Ok(h) => h,
+            Err(e) => return Err(ClientError::Refused(e)),
+        };
+        if conn.hello.version != VERSION {
+            return Err(ClientError::Protocol(format!("the server speaks version {}", conn.hello.version)));
+        }
+        Ok(conn)
+    }
+
+    /// What the server said in `hello`.
+    pub fn server(&self) -> &HelloReply {
+        &self.hello
+    }
+
+    /// The server's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Sends one request and reads its reply frame.
+    fn request<T: serde::de::DeserializeOwned>(&mut self, req: &Request) -> Result<Result<T, ErrorReply>, ClientError> {
+        use std::io::Write;
+        if self.poisoned {
+            return Err(ClientError::Lost("the connection was abandoned mid-transfer; connect again".into()));
+        }
+        self.out.clear();
+        frame::write_control(&mut self.out, req).expect("writing to a Vec cannot fail");
+        self.stream.write_all(&self.out).map_err(|e| ClientError::from_io(e, self.timeout))?;
+        let payload = frame::read_frame(&mut self.reader, MAX_RESPONSE_LEN)
+            .map_err(|e| ClientError::from_frame(e, self.timeout))?;
+        parse_reply(&payload).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Lists a folder of the host (`""` is the hosted folder).
+    pub fn list(&mut self, path: &str) -> Result<ListReply, ClientError> {
+        self.request::<ListReply>(&Request::List { path: path.to_string() })?.map_err(ClientError::Server)
+    }
+
+    /// Downloads one file; see [`DownloadRequest`] for what happens on disk.
+    pub fn download(
+        &mut self,
+        req: &DownloadRequest,
+        cancel: &CancelToken,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Outcome, ClientError> {
+        download::download(self, req, cancel, progress)
+    }
+}
+
+/// `md5sum`-style line: digest, two spaces, name.
+pub fn md5sum_line(digest: &Md5Digest, name: &str) -> String {
+    format!("{}  {name}", hex(digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_default_to_port_7878() {
+        assert_eq!(resolve_addr("127.0.0.1").unwrap(), vec!["127.0.0.1:7878".parse().unwrap()]);
+        assert_eq!(resolve_addr("127.0.0.1:9").unwrap(), vec!["127.0.0.1:9".parse().unwrap()]);
+        assert_eq!(resolve_addr("::1").unwrap(), vec!["[::1]:7878".parse().unwrap()]);
+        assert_eq!(resolve_addr("[::1]").unwrap(), vec!["[::1]:7878".parse().unwrap()]);
+        assert_eq!(resolve_addr("[::1]:80").unwrap(), vec!["[::1]:80".parse().unwrap()]);
+        assert!(resolve_addr("localhost").unwrap().iter().all(|a| a.port() == 7878));
+        assert!(matches!(resolve_addr(""), Err(ClientError::BadAddress { .. })));
+        assert!(matches!(resolve_addr("host:port"), Err(ClientError::BadAddress { .. })));
+    }
+}

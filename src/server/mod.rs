@@ -1,0 +1,344 @@
+//! The host side of ferry: serves one folder to many clients at once.
+//!
+//! [`Server::spawn`] returns at once; binding, accepting and serving happen on named worker
+//! threads that report [`ServerEvent`]s on a crossbeam channel. [`Server::stop`] closes the
+//! listener and every connection; the last event is always [`ServerEvent::Stopped`].
+//!
+//! ```no_run
+//! use ferry::server::{Server, ServerConfig, ServerEvent};
+//!
+//! let (server, events) = Server::spawn(ServerConfig::new("/srv/share", "127.0.0.1:0"), None);
+//! for event in events.iter() {
+//!     if let ServerEvent::Listening { addr, .. } = event {
+//!         println!("hosting at {addr}");
+//!         break;
+//!     }
+//! }
+//! server.stop();
+//! ```
+
+mod confine;
+mod conn;
+mod digest_cache;
+mod send;
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+
+pub use confine::{ResolveError, Root};
+
+use crate::protocol::Md5Digest;
+use crate::sink::{Notify, Sink};
+
+/// The default address: every interface, port 7878.
+pub const DEFAULT_BIND: &str = "0.0.0.0:7878";
+/// The default cap on simultaneous clients.
+pub const DEFAULT_MAX_CLIENTS: usize = 64;
+/// The default idle timeout: a connection silent (or stalled) this long is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// What to host and how.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The hosted folder.
+    pub root: PathBuf,
+    /// Where to listen, `host:port` (port 0 picks a free one; the real one is reported).
+    pub bind: String,
+    /// Past this many connections, a new client is answered `busy`.
+    pub max_clients: usize,
+    /// A connection that sends nothing (or reads nothing) for this long is closed.
+    pub idle_timeout: Duration,
+    /// When set, clients must send this PIN in `hello`.
+    pub pin: Option<String>,
+}
+
+impl ServerConfig {
+    pub fn new(root: impl Into<PathBuf>, bind: impl Into<String>) -> Self {
+        ServerConfig {
+            root: root.into(),
+            bind: bind.into(),
+            max_clients: DEFAULT_MAX_CLIENTS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            pin: None,
+        }
+    }
+}
+
+/// Identifies one client connection for the lifetime of a server.
+pub type ClientId = u64;
+/// Identifies one transfer for the lifetime of a server.
+pub type TransferId = u64;
+
+/// What the server reports.
+#[derive(Debug, Clone)]
+pub enum ServerEvent {
+    /// The listener is open at `addr` (the real port when 0 was asked for).
+    Listening {
+        addr: SocketAddr,
+        root: PathBuf,
+    },
+    /// Hosting could not start (folder missing, port in use…); `Stopped` follows.
+    StartFailed {
+        error: String,
+    },
+    ClientConnected {
+        client: ClientId,
+        peer: SocketAddr,
+    },
+    /// A connection was turned away at `hello` (busy, wrong version, wrong PIN).
+    ClientRejected {
+        peer: SocketAddr,
+        reason: String,
+    },
+    ClientDisconnected {
+        client: ClientId,
+        peer: SocketAddr,
+        reason: Option<String>,
+    },
+    TransferStarted {
+        client: ClientId,
+        transfer: TransferId,
+        peer: SocketAddr,
+        path: String,
+        size: u64,
+        offset: u64,
+    },
+    /// `done` counts bytes of the whole file (the resumed offset included); at most ~20 a second.
+    TransferProgress {
+        transfer: TransferId,
+        done: u64,
+        total: u64,
+    },
+    TransferFinished {
+        transfer: TransferId,
+        md5: Md5Digest,
+        sent: u64,
+        elapsed: Duration,
+    },
+    TransferFailed {
+        transfer: TransferId,
+        error: String,
+    },
+    /// A request was refused (bad path, not found…); the connection stays open.
+    RequestRefused {
+        client: ClientId,
+        peer: SocketAddr,
+        request: String,
+        error: String,
+    },
+    /// The last event: the listener and every connection are closed and their threads joined.
+    Stopped,
+}
+
+/// State shared by the accept thread and every connection.
+pub(crate) struct Shared {
+    config: ServerConfig,
+    stopping: AtomicBool,
+    conns: Mutex<HashMap<ClientId, TcpStream>>,
+    next_client: AtomicU64,
+    next_transfer: AtomicU64,
+    rejecting: AtomicUsize,
+    digests: digest_cache::DigestCache,
+    pin_failures: Mutex<HashMap<std::net::IpAddr, u32>>,
+    sink: Sink<ServerEvent>,
+}
+
+impl Shared {
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// A running server. Dropping it stops the server and waits for its threads.
+#[must_use = "dropping the Server stops it at once"]
+pub struct Server {
+    shared: Arc<Shared>,
+    local_addr: Arc<Mutex<Option<SocketAddr>>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts hosting on a background thread; returns at once. Watch the receiver for
+    /// [`ServerEvent::Listening`] or [`ServerEvent::StartFailed`]. `notify` is called after every
+    /// event (a GUI passes its repaint request).
+    pub fn spawn(config: ServerConfig, notify: Option<Notify>) -> (Server, Receiver<ServerEvent>) {
+        let (sink, events) = Sink::new(notify);
+        let shared = Arc::new(Shared {
+            config,
+            stopping: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            next_client: AtomicU64::new(1),
+            next_transfer: AtomicU64::new(1),
+            rejecting: AtomicUsize::new(0),
+            digests: Default::default(),
+            pin_failures: Mutex::new(HashMap::new()),
+            sink,
+        });
+        let local_addr = Arc::new(Mutex::new(None));
+        let accept = {
+            let shared = shared.clone();
+            let local_addr = local_addr.clone();
+            thread::Builder::new()
+                .name("ferry-accept".into())
+                .spawn(move || accept_main(shared, local_addr))
+                .expect("spawn accept thread")
+        };
+        (Server { shared, local_addr, accept: Some(accept) }, events)
+    }
+
+    /// The address the listener is bound to, once it is.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self.local_addr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the server to stop without waiting: the listener and all connections are closed,
+    /// and [`ServerEvent::Stopped`] is sent once every thread has finished.
+    pub fn stop(&self) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for stream in self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        // Wake the accept thread, blocked in accept(), with a connection of our own.
+        if let Some(addr) = self.local_addr() {
+            let _ = TcpStream::connect_timeout(&wake_addr(addr), Duration::from_secs(1));
+        }
+    }
+
+    /// Stops the server and waits until every thread has finished.
+    pub fn stop_and_join(mut self) {
+        self.stop();
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A wildcard listener is reached through loopback.
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    a
+}
+
+fn bind(spec: &str) -> io::Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = spec
+        .to_socket_addrs()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot understand the address {spec:?}: {e}")))?
+        .collect();
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, format!("{spec:?} names no address"));
+    for addr in addrs {
+        match TcpListener::bind(addr) {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                let hint = match e.kind() {
+                    io::ErrorKind::AddrInUse => " (the port is in use: stop the other program or pick another port)",
+                    io::ErrorKind::PermissionDenied => " (ports below 1024 need special rights)",
+                    io::ErrorKind::AddrNotAvailable => " (this machine has no such address)",
+                    _ => "",
+                };
+                last = io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}{hint}"));
+            }
+        }
+    }
+    Err(last)
+}
+
+fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) {
+    let sink = shared.sink.clone();
+    let started = Root::new(&shared.config.root)
+        .map_err(|e| format!("cannot host {}: {e}", shared.config.root.display()))
+        .and_then(|root| bind(&shared.config.bind).map(|l| (root, l)).map_err(|e| e.to_string()))
+        .and_then(|(root, l)| l.local_addr().map(|a| (root, l, a)).map_err(|e| e.to_string()));
+    let (root, listener, addr) = match started {
+        Ok(x) => x,
+        Err(error) => {
+            sink.send(ServerEvent::StartFailed { error });
+            sink.send(ServerEvent::Stopped);
+            return;
+        }
+    };
+    *local_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+    let root = Arc::new(root);
+    sink.send(ServerEvent::Listening { addr, root: root.path().to_path_buf() });
+
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    for incoming in listener.incoming() {
+        if shared.is_stopping() {
+            break;
+        }
+        let stream = match incoming {
+            Ok(s) => s,
+            Err(e) if is_transient_accept_error(&e) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        workers.retain(|w| !w.is_finished());
+        let Ok(peer) = stream.peer_addr() else { continue };
+        let active = shared.conns.lock().unwrap_or_else(|p| p.into_inner()).len();
+        if active >= shared.config.max_clients {
+            conn::reject_busy(&shared, stream, peer);
+            continue;
+        }
+        let client = shared.next_client.fetch_add(1, Ordering::Relaxed);
+        let Ok(registered) = stream.try_clone() else { continue };
+        shared.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(client, registered);
+        if shared.is_stopping() {
+            // stop() may have shut down the others before this one was registered.
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let shared2 = shared.clone();
+        let root2 = root.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("ferry-conn-{client}"))
+            .spawn(move || conn::serve_connection(&shared2, &root2, stream, client, peer));
+        match spawned {
+            Ok(w) => workers.push(w),
+            Err(_) => {
+                shared.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&client);
+            }
+        }
+    }
+    drop(listener);
+    for w in workers {
+        let _ = w.join();
+    }
+    // Rejection threads are short-lived (bounded by a timeout); wait for them too.
+    while shared.rejecting.load(Ordering::SeqCst) > 0 {
+        thread::sleep(Duration::from_millis(10));
+    }
+    sink.send(ServerEvent::Stopped);
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+}
+
+/// Writes a whole buffer and flushes: every reply goes out in one write.
+pub(crate) fn send_all(stream: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
+    stream.write_all(buf)?;
+    stream.flush()
+}
