@@ -188,12 +188,17 @@ fn run_download(
     let result = Connection::connect_with(addr, opts, Some(cancel)).and_then(|mut conn| {
         emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
         let mut rate = Rate::new();
-        let mut last: Option<Instant> = None;
+        let mut last: Option<(Instant, u64)> = None;
         conn.download(req, cancel, &mut |p| {
             let now = Instant::now();
             let bytes_per_sec = rate.update(now, p.done);
-            if last.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(50)) || p.done == p.total {
-                last = Some(now);
+            // At most ~20 a second, but always the start, the first bytes and the end.
+            let due = match last {
+                None => true,
+                Some((t, done)) => now.duration_since(t) >= Duration::from_millis(50) || done == 0 || p.done == p.total,
+            };
+            if due && last.is_none_or(|(_, done)| done != p.done || p.done == p.total) {
+                last = Some((now, p.done));
                 emit(EventKind::Progress { done: p.done, total: p.total, bytes_per_sec });
             }
         })

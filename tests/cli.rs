@@ -1,0 +1,210 @@
+//! The real `ferry` binary: output formats and exit codes.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+fn ferry(args: &[&str], cwd: &Path) -> Output {
+    Command::new(FERRY).args(args).current_dir(cwd).stdin(Stdio::null()).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `ferry serve DIR --bind 127.0.0.1:0` as a child process, with the address it printed.
+struct Serve {
+    child: Child,
+    addr: String,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn start(dir: &Path) -> Serve {
+        let mut child = Command::new(FERRY)
+            .args(["serve", dir.to_str().unwrap(), "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = lines.recv_timeout(Duration::from_secs(10)).expect("serve prints where it listens");
+        // "HH:MM:SS hosting /path at 127.0.0.1:PORT (read-only); Ctrl-C stops"
+        let addr = first.split(" at ").nth(1).and_then(|r| r.split(' ').next()).expect(&first).to_string();
+        assert!(addr.starts_with("127.0.0.1:"), "{first}");
+        Serve { child, addr, lines }
+    }
+
+    fn interrupt_and_wait(mut self) -> (i32, Vec<String>) {
+        // SAFETY: sending SIGINT to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().unwrap();
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        (status.code().unwrap_or(-1), rest)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = ferry(&["--help"], Path::new("."));
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in ["serve", "ls", "get", "gui", "Exit codes"] {
+        assert!(help.contains(cmd), "help lacks {cmd}: {help}");
+    }
+    let get_help = text(&ferry(&["get", "--help"], Path::new(".")).stdout);
+    assert!(get_help.contains("--force") && get_help.contains("--output"), "{get_help}");
+}
+
+#[test]
+fn get_prints_the_md5sum_line_and_exits_0() {
+    let share = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(3 * 1024 * 1024 + 5, 21);
+    std::fs::create_dir(share.path().join("sub")).unwrap();
+    std::fs::write(share.path().join("sub/data file.bin"), &bytes).unwrap();
+    let serve = Serve::start(share.path());
+    let here = tempfile::tempdir().unwrap();
+
+    // Default destination: the file's own name, in the current folder.
+    let out = ferry(&["get", &serve.addr, "sub/data file.bin"], here.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{}  data file.bin\n", md5_hex(&bytes)));
+    assert_eq!(md5_file(&here.path().join("data file.bin")), md5_hex(&bytes));
+    // Not a terminal: plain progress lines, then the verdict.
+    let err = text(&out.stderr);
+    assert!(err.contains("100.0%"), "{err}");
+    assert!(err.contains("MD5 verified"), "{err}");
+
+    // -o into an existing folder, and -o to a file name.
+    let sub = here.path().join("into");
+    std::fs::create_dir(&sub).unwrap();
+    let out = ferry(&["get", &serve.addr, "sub/data file.bin", "-o", "into"], here.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(md5_file(&sub.join("data file.bin")), md5_hex(&bytes));
+    let out = ferry(&["get", &serve.addr, "sub/data file.bin", "-o", "renamed.bin"], here.path());
+    assert_eq!(text(&out.stdout), format!("{}  renamed.bin\n", md5_hex(&bytes)));
+}
+
+#[test]
+fn get_refuses_to_overwrite_without_force() {
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("a.txt"), b"new contents").unwrap();
+    let serve = Serve::start(share.path());
+    let here = tempfile::tempdir().unwrap();
+    std::fs::write(here.path().join("a.txt"), b"old").unwrap();
+    let out = ferry(&["get", &serve.addr, "a.txt"], here.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(here.path().join("a.txt")).unwrap(), b"old");
+    let out = ferry(&["get", &serve.addr, "a.txt", "--force"], here.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(here.path().join("a.txt")).unwrap(), b"new contents");
+}
+
+#[test]
+fn get_exits_2_on_a_checksum_mismatch_and_saves_nothing() {
+    let share = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(1024 * 1024, 22);
+    std::fs::write(share.path().join("c.bin"), &bytes).unwrap();
+    let serve = Serve::start(share.path());
+    let relay = Relay::start(serve.addr.parse().unwrap(), Tamper::FlipByteAt(300_000));
+    let here = tempfile::tempdir().unwrap();
+    let out = ferry(&["get", &relay.addr.to_string(), "c.bin"], here.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("MISMATCH"), "{err}");
+    assert!(err.contains(&md5_hex(&bytes)), "the host's digest is shown: {err}");
+    assert!(text(&out.stdout).is_empty());
+    assert!(!here.path().join("c.bin").exists());
+    assert!(!here.path().join("c.bin.part").exists());
+}
+
+#[test]
+fn get_exits_1_with_a_clear_message_on_other_failures() {
+    let share = tempfile::tempdir().unwrap();
+    let serve = Serve::start(share.path());
+    let here = tempfile::tempdir().unwrap();
+    let out = ferry(&["get", &serve.addr, "missing.bin"], here.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not_found"), "{}", text(&out.stderr));
+    let out = ferry(&["get", &serve.addr, "../../etc/passwd", "-o", "x"], here.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("bad_path"), "{}", text(&out.stderr));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = ferry(&["get", &format!("127.0.0.1:{port}"), "x.bin"], here.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot connect"), "{}", text(&out.stderr));
+
+    // A path whose last component is no usable file name needs -o.
+    let out = ferry(&["get", &serve.addr, "dir/"], here.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("-o"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn ls_lists_folders_first_with_human_sizes_and_escapes_names() {
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("big.bin"), vec![0u8; 3 * 1024 * 1024]).unwrap();
+    std::fs::write(share.path().join("small.txt"), b"12345").unwrap();
+    std::fs::write(share.path().join("evil\nname"), b"x").unwrap();
+    std::fs::create_dir(share.path().join("zfolder")).unwrap();
+    let serve = Serve::start(share.path());
+    let out = ferry(&["ls", &serve.addr], Path::new("."));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 4, "{listing}");
+    assert!(lines[0].ends_with("zfolder/"), "folders first: {listing}");
+    assert!(lines[1].contains("3.00 MiB") && lines[1].ends_with("big.bin"), "{listing}");
+    assert!(lines[2].ends_with("evil\\nname"), "control characters escaped: {listing}");
+    assert!(lines[3].contains("5 B") && lines[3].ends_with("small.txt"), "{listing}");
+
+    let out = ferry(&["ls", &serve.addr, "small.txt"], Path::new("."));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not_a_directory"));
+}
+
+#[test]
+fn serve_logs_transfers_and_stops_cleanly_on_ctrl_c() {
+    let share = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(10_000, 23);
+    std::fs::write(share.path().join("logged.bin"), &bytes).unwrap();
+    let serve = Serve::start(share.path());
+    let here = tempfile::tempdir().unwrap();
+    assert_eq!(ferry(&["get", &serve.addr, "logged.bin"], here.path()).status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, lines) = serve.interrupt_and_wait();
+    assert_eq!(code, 0);
+    let log = lines.join("\n");
+    assert!(log.contains("connected from 127.0.0.1"), "{log}");
+    assert!(log.contains(&format!("md5 {}", md5_hex(&bytes))), "{log}");
+    assert!(log.trim_end().ends_with("stopped"), "{log}");
+}
+
+#[test]
+fn serve_of_a_missing_folder_exits_1() {
+    let out = ferry(&["serve", "/no/such/ferry/folder", "--bind", "127.0.0.1:0"], Path::new("."));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/no/such/ferry/folder"), "{}", text(&out.stderr));
+}
