@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod client;
 pub mod net;
+pub mod pipeline;
 pub mod protocol;
 pub mod server;
 pub mod sink;

@@ -6,6 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::{CancelToken, ClientError, Connection};
+use crate::pipeline;
 use crate::protocol::Md5Digest;
 use crate::protocol::data::{self, CopyError, DataError, Digest, Md5, Verdict};
 use crate::protocol::message::{ErrorCode, GetReply, Request};
@@ -179,20 +180,26 @@ fn attempt(
         progress(Progress { done: offset + done, total: size });
         !cancel.is_cancelled()
     };
-    let copied = data::copy_hashed(&mut conn.reader, &mut file, len, &mut hasher, &mut buf, &mut on_chunk);
-    match copied {
-        Ok(()) => {}
+    // Large transfers hash on their own thread, so receiving and writing never wait for MD5.
+    let copied = if len >= pipeline::MIN_PIPELINED {
+        pipeline::copy_pipelined(&mut conn.reader, &mut file, len, hasher, data::CHUNK, &mut on_chunk)
+    } else {
+        data::copy_hashed(&mut conn.reader, &mut file, len, &mut hasher, &mut buf, &mut on_chunk)
+            .map(|()| data::finish(hasher))
+    };
+    let actual = match copied {
+        Ok(digest) => digest,
         Err(CopyError::Write { error, .. }) => return Err(ClientError::local("cannot write", part)(error)),
         Err(_) if cancel.is_cancelled() => return Err(ClientError::Cancelled),
         Err(e) => return Err(ClientError::from_data(DataError::Copy(e), timeout)),
-    }
+    };
     let expected = match data::read_trailer(&mut conn.reader) {
         Ok(d) => d,
         Err(_) if cancel.is_cancelled() => return Err(ClientError::Cancelled),
         Err(e) => return Err(ClientError::from_data(e, timeout)),
     };
     conn.poisoned = false;
-    Ok(Attempt::Verdict { verdict: Verdict { expected, actual: data::finish(hasher) }, size, offset, file })
+    Ok(Attempt::Verdict { verdict: Verdict { expected, actual }, size, offset, file })
 }
 
 /// Hashes the first `len` bytes of what is already on disk (a resumed download).

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::conn::{BUF_LEN, encode_ok};
 use super::digest_cache::FileKey;
 use super::{ClientId, Root, ServerEvent, Shared, TransferId, send_all};
+use crate::pipeline::{self, HashPipe};
 use crate::protocol::data::{self, Digest, Md5};
 use crate::protocol::message::{ErrorCode, ErrorReply, GetReply};
 use crate::protocol::path::Escaped;
@@ -135,6 +136,9 @@ pub(super) fn handle_get(
         #[cfg(target_os = "linux")]
         Some(digest) if size - offset >= ZERO_COPY_MIN => {
             send_zero_copy(shared, stream, out, &mut file, key, size, offset, digest, &mut progress)
+        }
+        None if size >= pipeline::MIN_PIPELINED => {
+            send_pipelined(shared, stream, out, &mut file, key, size, offset, &mut progress)
         }
         _ => send_buffered(shared, stream, out, buf, &mut file, key, size, offset, cached, &mut progress),
     };
@@ -263,6 +267,100 @@ fn send_buffered(
     }
 }
 
+/// Sends exactly `count` bytes of `file` from `pos` with `sendfile(2)`: no copy through user
+/// space. A file that ends early is reported as shrunk.
+#[cfg(target_os = "linux")]
+fn sendfile_exact(stream: &TcpStream, file: &File, pos: u64, count: u64, size: u64) -> Result<(), Abort> {
+    use std::os::fd::AsRawFd;
+    let mut off = pos as libc::off_t;
+    let end = pos + count;
+    while (off as u64) < end {
+        let want = (end - off as u64) as usize;
+        // SAFETY: both descriptors are open for the duration of the call; `off` is a valid
+        // off_t that sendfile advances (the file's own position is left alone).
+        let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, want) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                // SO_SNDTIMEO expired: the client stopped reading.
+                io::ErrorKind::WouldBlock => return Err(Abort::Write(io::ErrorKind::TimedOut.into())),
+                _ => return Err(Abort::Write(e)),
+            }
+        }
+        if n == 0 {
+            return Err(Abort::Shrank { sent: off as u64, expected: size });
+        }
+    }
+    Ok(())
+}
+
+/// Cold path for large files: a hashing thread digests what this thread reads, while the bytes
+/// themselves go to the socket by `sendfile` (elsewhere: by `write`).
+#[allow(clippy::too_many_arguments)]
+fn send_pipelined(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    head: &[u8],
+    file: &mut File,
+    key: FileKey,
+    size: u64,
+    offset: u64,
+    progress: &mut Progress<'_>,
+) -> Result<Md5Digest, Abort> {
+    use std::os::unix::fs::FileExt;
+    let pipe = HashPipe::spawn(Md5::new(), BUF_LEN).map_err(Abort::Read)?;
+    let mut pos = 0u64;
+    let mut sending = false;
+    while pos < size {
+        if pos == offset && !sending {
+            // Everything before the offset is hashed (a resumed transfer); now send.
+            send_all(stream, head).map_err(Abort::Write)?;
+            sending = true;
+        }
+        let mut buf = pipe.take();
+        let limit = if sending { size } else { offset };
+        let want = (limit - pos).min(buf.len() as u64) as usize;
+        let n = loop {
+            match file.read_at(&mut buf[..want], pos) {
+                Ok(0) => return Err(Abort::Shrank { sent: pos.max(offset), expected: size }),
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Abort::Read(e)),
+            }
+        };
+        if sending {
+            #[cfg(target_os = "linux")]
+            {
+                pipe.hash(buf, n);
+                sendfile_exact(stream, file, pos, n as u64, size)?;
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                send_all(stream, &buf[..n]).map_err(Abort::Write)?;
+                pipe.hash(buf, n);
+            }
+            progress.update(pos + n as u64);
+            if shared.is_stopping() {
+                return Err(Abort::Stopping);
+            }
+        } else {
+            pipe.hash(buf, n);
+        }
+        pos += n as u64;
+    }
+    if !sending {
+        // An empty remainder (offset == size): the head still goes out.
+        send_all(stream, head).map_err(Abort::Write)?;
+    }
+    let digest = pipe.finish();
+    if !unchanged(file, key) {
+        return Err(Abort::Changed);
+    }
+    send_all(stream, &digest).map_err(Abort::Write)?;
+    Ok(digest)
+}
+
 #[cfg(target_os = "linux")]
 #[allow(clippy::too_many_arguments)]
 fn send_zero_copy(
@@ -276,27 +374,13 @@ fn send_zero_copy(
     digest: Md5Digest,
     progress: &mut Progress<'_>,
 ) -> Result<Md5Digest, Abort> {
-    use std::os::fd::AsRawFd;
     send_all(stream, head).map_err(Abort::Write)?;
-    let mut pos = offset as libc::off_t;
-    while (pos as u64) < size {
-        let count = (size - pos as u64).min(ZERO_COPY_CHUNK) as usize;
-        // SAFETY: both descriptors are open for the duration of the call; `pos` is a valid
-        // pointer to an off_t that sendfile updates.
-        let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut pos, count) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                // SO_SNDTIMEO expired: the client stopped reading.
-                io::ErrorKind::WouldBlock => return Err(Abort::Write(io::ErrorKind::TimedOut.into())),
-                _ => return Err(Abort::Write(e)),
-            }
-        }
-        if n == 0 {
-            return Err(Abort::Shrank { sent: pos as u64, expected: size });
-        }
-        progress.update(pos as u64);
+    let mut pos = offset;
+    while pos < size {
+        let count = (size - pos).min(ZERO_COPY_CHUNK);
+        sendfile_exact(stream, file, pos, count, size)?;
+        pos += count;
+        progress.update(pos);
         if shared.is_stopping() {
             return Err(Abort::Stopping);
         }
