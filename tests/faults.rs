@@ -1,0 +1,234 @@
+//! Faults: a failing disk, a file that changes while it is sent, a host killed mid-transfer,
+//! stalled peers. Each must end in a clear error, with nothing wrong saved under a final name.
+
+mod support;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ferry::client::jobs::{EventKind, Jobs};
+use ferry::client::{CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome, part_path};
+use ferry::protocol::hex;
+use ferry::server::ServerEvent;
+use support::*;
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+#[test]
+fn a_write_failing_mid_download_is_a_clear_error_and_no_final_file() {
+    let srv = TestServer::start();
+    srv.put("big.bin", random_bytes(3 * 1024 * 1024, 31));
+    let here = tempfile::tempdir().unwrap();
+    // The real binary under a 1 MiB file-size limit: its writes fail past 1 MiB (EFBIG), as
+    // they would on a full disk, without touching this machine's disks.
+    let out = unsafe {
+        Command::new(FERRY)
+            .args(["get", &srv.addr_string(), "big.bin"])
+            .current_dir(here.path())
+            .pre_exec(|| {
+                let lim = libc::rlimit { rlim_cur: 1024 * 1024, rlim_max: 1024 * 1024 };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            })
+            .output()
+            .unwrap()
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write") && err.contains("big.bin.part"), "{err}");
+    assert!(!here.path().join("big.bin").exists(), "no file under the final name");
+    // Documented behaviour: the .part is kept (with what was written) for a later resume.
+    let kept = fs::metadata(here.path().join("big.bin.part")).unwrap().len();
+    assert!(kept <= 1024 * 1024, "{kept}");
+    assert!(err.contains("run the same command to resume"), "{err}");
+}
+
+#[test]
+fn a_destination_without_room_is_refused_before_downloading() {
+    // /dev/shm or / may be large; a size larger than any disk is refused by the space check.
+    let srv = TestServer::start();
+    let f = fs::File::create(srv.root().join("huge.bin")).unwrap();
+    f.set_len(1 << 60).unwrap_or_else(|_| f.set_len(1 << 40).unwrap()); // sparse
+    let here = tempfile::tempdir().unwrap();
+    let dest = here.path().join("huge.bin");
+    let mut conn = Connection::connect(&srv.addr_string(), &ConnectOptions::default()).unwrap();
+    let req = DownloadRequest { path: "huge.bin".into(), dest: dest.clone(), overwrite: false };
+    let err = conn.download(&req, &CancelToken::new(), &mut |_| {}).unwrap_err();
+    assert!(matches!(err, ClientError::NoSpace { .. }), "{err:?}");
+    assert!(err.to_string().contains("not enough disk space"), "{err}");
+    assert!(!dest.exists());
+}
+
+/// Starts a download through a relay that holds the stream after `pass` bytes, and waits
+/// until those bytes have arrived at the client.
+fn stalled_download(
+    target: std::net::SocketAddr,
+    name: &str,
+    pass: u64,
+    out: &tempfile::TempDir,
+) -> (Relay, Jobs, crossbeam_channel::Receiver<ferry::client::ClientEvent>, std::path::PathBuf) {
+    let relay = Relay::start(target, Tamper::StallAfter(pass));
+    let dest = out.path().join(name);
+    let (jobs, events) = Jobs::new(None);
+    jobs.download(
+        &relay.addr.to_string(),
+        &ConnectOptions::default(),
+        DownloadRequest { path: name.into(), dest: dest.clone(), overwrite: false },
+    );
+    wait_for(&events, Duration::from_secs(20), |e| matches!(e.kind, EventKind::Progress { done, .. } if done > 0));
+    while relay.forwarded.load(std::sync::atomic::Ordering::SeqCst) < pass {
+        thread::sleep(Duration::from_millis(5));
+    }
+    (relay, jobs, events, dest)
+}
+
+#[test]
+fn a_hosted_file_that_shrinks_while_sent_gives_an_incomplete_transfer() {
+    let srv = TestServer::start();
+    srv.put("shrink.bin", random_bytes(8 * 1024 * 1024, 32));
+    let out = tempfile::tempdir().unwrap();
+    let (relay, _jobs, events, dest) = stalled_download(srv.addr, "shrink.bin", 512 * 1024, &out);
+    fs::OpenOptions::new().write(true).open(srv.root().join("shrink.bin")).unwrap().set_len(1024 * 1024).unwrap();
+    // Let the relay pass on nothing more but the end of the server's stream.
+    relay.release();
+    let end = wait_for(&events, Duration::from_secs(20), |e| e.kind.is_terminal());
+    assert!(matches!(end.kind, EventKind::Failed(ClientError::Incomplete(_) | ClientError::Lost(_))), "{end:?}");
+    assert!(!dest.exists());
+
+    // Through no relay at all, the server itself notices and closes early.
+    let mut srv = srv;
+    let events = srv.stop();
+    assert!(
+        events.iter().any(|e| matches!(e, ServerEvent::TransferFailed { error, .. } if error.contains("shrank"))),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_hosted_file_that_grows_or_changes_while_sent_is_never_verified() {
+    for (mode, seed) in [("grow", 33u64), ("rewrite", 34)] {
+        let srv = TestServer::start();
+        let original = srv.put("live.bin", random_bytes(6 * 1024 * 1024, seed));
+        let out = tempfile::tempdir().unwrap();
+        // Direct connection, paused by a progress callback that changes the file mid-way.
+        let dest = out.path().join("live.bin");
+        let mut conn = Connection::connect(&srv.addr_string(), &ConnectOptions::default()).unwrap();
+        let req = DownloadRequest { path: "live.bin".into(), dest: dest.clone(), overwrite: false };
+        let root = srv.root().to_path_buf();
+        let mut changed = false;
+        let result = conn.download(&req, &CancelToken::new(), &mut |p| {
+            if !changed && p.done > 1024 * 1024 {
+                changed = true;
+                let path = root.join("live.bin");
+                match mode {
+                    "grow" => {
+                        use std::io::Write;
+                        fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&[9u8; 4096]).unwrap();
+                    }
+                    _ => {
+                        use std::io::{Seek, SeekFrom, Write};
+                        let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+                        f.seek(SeekFrom::Start(5 * 1024 * 1024)).unwrap();
+                        f.write_all(&[0u8; 1000]).unwrap();
+                    }
+                }
+            }
+        });
+        assert!(changed, "{mode}: the file was changed mid-transfer");
+        match result {
+            Err(ClientError::Incomplete(_) | ClientError::Lost(_)) => {}
+            Ok(Outcome::Mismatch { .. }) => {}
+            other => panic!("{mode}: a file that changed while sent must not verify: {other:?}"),
+        }
+        assert!(!dest.exists(), "{mode}: nothing saved under the final name");
+        let _ = original;
+    }
+}
+
+fn spawn_serve(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(FERRY)
+        .args(["serve", dir.to_str().unwrap(), "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split(" at ").nth(1).and_then(|r| r.split(' ').next()).expect(&line).to_string();
+    (child, addr)
+}
+
+#[test]
+fn a_host_killed_mid_transfer_and_restarted_resumes_to_a_verified_file() {
+    let share = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(6 * 1024 * 1024, 35);
+    fs::write(share.path().join("k.bin"), &bytes).unwrap();
+    let (mut first, addr) = spawn_serve(share.path());
+    let out = tempfile::tempdir().unwrap();
+    let (relay, _jobs, events, dest) = stalled_download(addr.parse().unwrap(), "k.bin", 2 * 1024 * 1024, &out);
+    // SIGKILL: no chance to close anything cleanly.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    relay.release();
+    let end = wait_for(&events, Duration::from_secs(20), |e| e.kind.is_terminal());
+    assert!(matches!(end.kind, EventKind::Failed(_)), "{end:?}");
+    assert!(!dest.exists());
+    let kept = fs::metadata(part_path(&dest)).unwrap().len();
+    assert!(kept > 0);
+
+    let (mut second, addr) = spawn_serve(share.path());
+    let mut conn = Connection::connect(&addr, &ConnectOptions::default()).unwrap();
+    let req = DownloadRequest { path: "k.bin".into(), dest: dest.clone(), overwrite: false };
+    match conn.download(&req, &CancelToken::new(), &mut |_| {}).unwrap() {
+        Outcome::Verified { md5, resumed_from, .. } => {
+            assert_eq!(resumed_from, kept);
+            assert_eq!(hex(&md5), md5_hex(&bytes));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(md5_file(&dest), md5_hex(&bytes));
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+#[test]
+fn a_client_that_stops_reading_is_timed_out_and_freed() {
+    let srv = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(500));
+    srv.put("big.bin", random_bytes(32 * 1024 * 1024, 36));
+    let s = std::net::TcpStream::connect(srv.addr).unwrap();
+    // A tiny receive buffer so the server's sends block quickly.
+    let mut w = &s;
+    let mut wire = Vec::new();
+    ferry::protocol::frame::write_control(&mut wire, &serde_json::json!({"op":"hello","version":1,"client":"stall"}))
+        .unwrap();
+    ferry::protocol::frame::write_control(&mut wire, &serde_json::json!({"op":"get","path":"big.bin","offset":0}))
+        .unwrap();
+    std::io::Write::write_all(&mut w, &wire).unwrap();
+    // Never read. The server must give up on its own.
+    let t = Instant::now();
+    let gone = wait_for(&srv.events, Duration::from_secs(20), |e| matches!(e, ServerEvent::ClientDisconnected { .. }));
+    match gone {
+        ServerEvent::ClientDisconnected { reason: Some(r), .. } => assert!(r.contains("stopped reading"), "{r}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(15));
+    drop(s);
+}
+
+#[test]
+fn a_client_that_says_nothing_is_timed_out_and_freed() {
+    let srv = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(300));
+    let _silent = std::net::TcpStream::connect(srv.addr).unwrap();
+    let mut hello = Connection::connect(&srv.addr_string(), &ConnectOptions::default()).unwrap();
+    thread::sleep(Duration::from_millis(800));
+    // Both the silent socket and the idle greeted connection were closed; a new one works.
+    assert!(hello.list("").is_err(), "idle connection was closed");
+    let mut fresh = Connection::connect(&srv.addr_string(), &ConnectOptions::default()).unwrap();
+    assert!(fresh.list("").is_ok());
+}
