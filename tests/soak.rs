@@ -1,0 +1,126 @@
+//! Load: 64 clients listing and downloading in a loop against the real `ferry serve` process,
+//! every download verified; afterwards the server's descriptors and threads return to idle.
+//!
+//! 30 seconds by default; set `FERRY_SOAK_SECS` for a longer run.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ferry::client::{CancelToken, ConnectOptions, Connection, DownloadRequest, Outcome};
+use ferry::protocol::hex;
+use support::*;
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+const CLIENTS: usize = 64;
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse().unwrap()
+}
+
+/// Polls until `f` returns at most `want`, or gives up after `timeout`; returns the last value.
+fn settle(timeout: Duration, want: usize, f: impl Fn() -> usize) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = f();
+        if v <= want || Instant::now() > deadline {
+            return v;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sixty_four_clients_in_a_loop_then_back_to_idle() {
+    let secs: u64 = std::env::var("FERRY_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let share = tempfile::tempdir().unwrap();
+    let mut files: HashMap<String, String> = HashMap::new();
+    for i in 0..24u64 {
+        let size = [0usize, 1, 4096, 100_000, 300_000, 1_100_000, 2_500_000][i as usize % 7];
+        let rel = format!("{}/f{i}.bin", ["a", "b", "c/d"][i as usize % 3]);
+        let bytes = random_bytes(size, 500 + i);
+        let p = share.path().join(&rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, &bytes).unwrap();
+        files.insert(rel, md5_hex(&bytes));
+    }
+    let files: Arc<Vec<(String, String)>> = Arc::new(files.into_iter().collect());
+
+    let mut server = Command::new(FERRY)
+        .args(["serve", share.path().to_str().unwrap(), "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = server.id();
+    let mut lines = BufReader::new(server.stdout.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    let addr = first.split(" at ").nth(1).and_then(|r| r.split(' ').next()).expect(&first).to_string();
+    // Keep draining the log so the server never blocks on a full pipe.
+    thread::spawn(move || for _ in lines.lines() {});
+    thread::sleep(Duration::from_millis(200));
+    let idle_fds = open_fds(pid);
+    let idle_threads = threads(pid);
+
+    let out = Arc::new(tempfile::tempdir().unwrap());
+    let verified = Arc::new(AtomicU64::new(0));
+    let listed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (addr, files, out, verified, listed) =
+                (addr.clone(), files.clone(), out.clone(), verified.clone(), listed.clone());
+            thread::spawn(move || {
+                let mut conn = Connection::connect(&addr, &ConnectOptions::default())
+                    .unwrap_or_else(|e| panic!("client {c} could not connect: {e}"));
+                let dest = out.path().join(format!("client-{c}.bin"));
+                let mut i = c;
+                while Instant::now() < deadline {
+                    let folder = ["", "a", "b", "c", "c/d"][i % 5];
+                    assert!(conn.list(folder).is_ok(), "client {c} list {folder}");
+                    listed.fetch_add(1, Ordering::Relaxed);
+                    let (path, want) = &files[i % files.len()];
+                    let req = DownloadRequest { path: path.clone(), dest: dest.clone(), overwrite: true };
+                    match conn.download(&req, &CancelToken::new(), &mut |_| {}) {
+                        Ok(Outcome::Verified { md5, .. }) => assert_eq!(&hex(&md5), want, "client {c} {path}"),
+                        other => panic!("client {c} {path}: {other:?}"),
+                    }
+                    assert_eq!(&md5_file(&dest), want);
+                    verified.fetch_add(1, Ordering::Relaxed);
+                    i += 7;
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let busy_threads = threads(pid);
+    for (c, h) in clients.into_iter().enumerate() {
+        h.join().unwrap_or_else(|_| panic!("client {c} failed"));
+    }
+    let n = verified.load(Ordering::Relaxed);
+    eprintln!("soak: {secs} s, {CLIENTS} clients, {n} verified downloads, {} listings", listed.load(Ordering::Relaxed));
+    assert!(n >= CLIENTS as u64, "every client completed at least one verified download");
+    assert!(busy_threads >= idle_threads + CLIENTS, "one thread per client while busy ({busy_threads})");
+
+    // Every client has hung up: the server returns to its idle descriptors and threads.
+    let fds = settle(Duration::from_secs(10), idle_fds, || open_fds(pid));
+    let ths = settle(Duration::from_secs(10), idle_threads, || threads(pid));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let status = server.wait().unwrap();
+    assert_eq!(fds, idle_fds, "open descriptors back to idle");
+    assert_eq!(ths, idle_threads, "threads back to idle");
+    assert!(status.success());
+}
