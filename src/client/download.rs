@@ -162,10 +162,31 @@ fn attempt(
         .truncate(offset == 0)
         .open(part)
         .map_err(ClientError::local("cannot create", part))?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; data::CHUNK];
+    let hasher = Md5::new();
+    // One buffer per connection, reused by every download on it.
+    let mut buf = std::mem::take(&mut conn.buf);
+    buf.resize(data::CHUNK, 0);
+    let result = receive(conn, part, &mut file, hasher, &mut buf, size, offset, cancel, progress);
+    conn.buf = buf;
+    let (expected, actual) = result?;
+    conn.poisoned = false;
+    Ok(Attempt::Verdict { verdict: Verdict { expected, actual }, size, offset, file })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn receive(
+    conn: &mut Connection,
+    part: &Path,
+    file: &mut File,
+    mut hasher: Md5,
+    buf: &mut [u8],
+    size: u64,
+    offset: u64,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Md5Digest, Md5Digest), ClientError> {
     if offset > 0 {
-        hash_existing(&mut file, offset, &mut hasher, &mut buf).map_err(ClientError::local("cannot read", part))?;
+        hash_existing(file, offset, &mut hasher, buf).map_err(ClientError::local("cannot read", part))?;
     }
     file.set_len(offset).map_err(ClientError::local("cannot truncate", part))?;
     file.seek(SeekFrom::Start(offset)).map_err(ClientError::local("cannot seek", part))?;
@@ -182,10 +203,9 @@ fn attempt(
     };
     // Large transfers hash on their own thread, so receiving and writing never wait for MD5.
     let copied = if len >= pipeline::MIN_PIPELINED {
-        pipeline::copy_pipelined(&mut conn.reader, &mut file, len, hasher, data::CHUNK, &mut on_chunk)
+        pipeline::copy_pipelined(&mut conn.reader, file, len, hasher, data::CHUNK, &mut on_chunk)
     } else {
-        data::copy_hashed(&mut conn.reader, &mut file, len, &mut hasher, &mut buf, &mut on_chunk)
-            .map(|()| data::finish(hasher))
+        data::copy_hashed(&mut conn.reader, file, len, &mut hasher, buf, &mut on_chunk).map(|()| data::finish(hasher))
     };
     let actual = match copied {
         Ok(digest) => digest,
@@ -198,8 +218,7 @@ fn attempt(
         Err(_) if cancel.is_cancelled() => return Err(ClientError::Cancelled),
         Err(e) => return Err(ClientError::from_data(e, timeout)),
     };
-    conn.poisoned = false;
-    Ok(Attempt::Verdict { verdict: Verdict { expected, actual }, size, offset, file })
+    Ok((expected, actual))
 }
 
 /// Hashes the first `len` bytes of what is already on disk (a resumed download).

@@ -159,6 +159,8 @@ pub struct Connection {
     out: Vec<u8>,
     /// Set while a data section is in flight; a connection left mid-section is unusable.
     poisoned: bool,
+    /// The copy buffer, allocated on first use and reused by every download.
+    buf: Vec<u8>,
 }
 
 impl Connection {
@@ -218,6 +220,7 @@ impl Connection {
             timeout: opts.io_timeout,
             out: Vec::new(),
             poisoned: false,
+            buf: Vec::new(),
         };
         let hello = Request::Hello { version: VERSION, client: CLIENT_NAME.into(), pin: opts.pin.clone().map(Secret) };
         conn.hello = match conn.request::<HelloReply>(&hello)? {
