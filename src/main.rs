@@ -1,14 +1,9 @@
-use clap::{CommandFactory, Parser};
-use ferry::cli::{Cli, run};
+use clap::Parser;
+use ferry::cli::{Cli, Command, run};
 
 fn main() {
     let cli = Cli::parse();
-    let code = match cli.command {
-        Some(command) => run(command),
-        None => {
-            let _ = Cli::command().print_help();
-            0
-        }
-    };
+    // No command opens the desktop window, like `ferry gui`.
+    let code = run(cli.command.unwrap_or(Command::Gui));
     std::process::exit(code);
 }
