@@ -330,8 +330,13 @@ impl ClientTab {
                     s.list_error = Some(format!("Cannot open {shown}: {}", describe(&error)));
                 }
                 EventKind::Failed(error) => {
-                    let what = if s.server.is_some() { "The connection was lost" } else { "Cannot connect" };
-                    self.error = Some(format!("{what}: {}", describe(&error)));
+                    self.error = Some(match (&error, s.server.is_some()) {
+                        (ClientError::Connect { addr, source }, _) => {
+                            format!("Cannot connect to {}: {source}", Escaped(addr))
+                        }
+                        (_, false) => format!("Cannot connect to {}: {}", Escaped(&s.addr), describe(&error)),
+                        (_, true) => format!("The connection to {} was lost: {}", Escaped(&s.addr), describe(&error)),
+                    });
                     self.session = None;
                 }
                 EventKind::Closed => self.session = None,
@@ -502,7 +507,7 @@ fn browser_ui(ui: &mut Ui, state: &mut State, tab: &mut ClientTab, dialog_open: 
             ui.spinner();
         }
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
-            if ui.button("⟳").on_hover_text("Refresh").clicked() {
+            if ui.button("Refresh").on_hover_text("List this folder again").clicked() {
                 out.push(Command::List(listing.path.clone()));
             }
             if ui.add_enabled(!listing.path.is_empty(), egui::Button::new("Up")).clicked() {
@@ -599,7 +604,7 @@ fn browser_ui(ui: &mut Ui, state: &mut State, tab: &mut ClientTab, dialog_open: 
                     .hint_text("where to save the file")
                     .desired_width((ui.available_width() - 130.0).max(160.0));
                 ui.add(field).labelled_by(label.id);
-                let button = egui::Button::new(RichText::new("⬇  Download").strong()).min_size(vec2(110.0, 26.0));
+                let button = egui::Button::new(RichText::new("Download").strong()).min_size(vec2(110.0, 26.0));
                 let enabled = !dialog_open && !tab.save_as.trim().is_empty();
                 if ui.add_enabled(enabled, button).on_hover_text("Choose where to save, then download").clicked() {
                     out.push(Command::Download {
@@ -731,6 +736,7 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
                     }
                     Phase::Cancelled { .. } | Phase::Failed { .. } => Some(("Retry", "Try again")),
                     Phase::Done { verdict: Verdict::Mismatch { .. }, .. } => Some(("Download again", "Try again")),
+                    Phase::Kept => Some(("Download again", "Ask again whether to replace the existing file")),
                     _ => None,
                 };
                 if let Some((label, hint)) = again

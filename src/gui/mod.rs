@@ -164,7 +164,8 @@ impl FerryApp {
         app
     }
 
-    pub fn state(&self) -> &State {
+    /// The settings that are saved between runs.
+    pub fn settings(&self) -> &State {
         &self.state
     }
 

@@ -298,7 +298,7 @@ pub(crate) fn server_ui(
 
     ui.horizontal(|ui| match tab.hosting {
         Hosting::Idle => {
-            let start = egui::Button::new(RichText::new("▶  Start hosting").size(16.0)).min_size([160.0, 32.0].into());
+            let start = egui::Button::new(RichText::new("Start hosting").size(16.0)).min_size([160.0, 32.0].into());
             if ui.add(start).clicked() {
                 out.push(Command::StartHosting);
             }
@@ -308,7 +308,7 @@ pub(crate) fn server_ui(
             ui.label("Starting…");
         }
         Hosting::Listening { .. } => {
-            let stop = egui::Button::new(RichText::new("■  Stop hosting").size(16.0)).min_size([160.0, 32.0].into());
+            let stop = egui::Button::new(RichText::new("Stop hosting").size(16.0)).min_size([160.0, 32.0].into());
             if ui.add(stop).clicked() {
                 out.push(Command::StopHosting);
             }
