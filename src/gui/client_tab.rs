@@ -2,7 +2,7 @@
 //! checksum verdict of every download.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
@@ -10,7 +10,7 @@ use egui::text::{LayoutJob, TextWrapping};
 use egui::{Align, Color32, FontId, Layout, RichText, Role, Sense, Stroke, TextFormat, Ui, WidgetInfo, vec2};
 
 use super::verdict::{self, Verdict, verdict_ui};
-use super::{Command, State, format};
+use super::{Command, State, expand_path, format};
 use crate::client::jobs::{BrowseHandle, ClientEvent, EventKind, JobHandle, JobId, Jobs};
 use crate::client::{ClientError, ConnectOptions, DownloadRequest, md5sum_line, part_path};
 use crate::protocol::hex;
@@ -185,6 +185,14 @@ impl ClientTab {
     pub fn disconnect(&mut self) {
         self.session = None; // dropping the handle closes the connection
         self.selected = None;
+    }
+
+    /// Selects `name` in the current listing, filling the save-as field as a click would.
+    pub fn select(&mut self, name: &str, download_dir: &str) {
+        self.selected = Some(name.to_string());
+        if let Ok(name) = check_local_name(name) {
+            self.save_as = expand_path(download_dir).join(name).display().to_string();
+        }
     }
 
     pub fn list(&mut self, path: &str) {
@@ -582,7 +590,7 @@ fn browser_ui(ui: &mut Ui, state: &mut State, tab: &mut ClientTab, dialog_open: 
                     tab.selected = Some(entry.name.clone());
                     if entry.kind == EntryKind::File {
                         tab.save_as = match check_local_name(&entry.name) {
-                            Ok(name) => Path::new(&state.download_dir).join(name).display().to_string(),
+                            Ok(name) => expand_path(&state.download_dir).join(name).display().to_string(),
                             Err(_) => String::new(),
                         };
                     }

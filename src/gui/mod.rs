@@ -115,6 +115,7 @@ pub(crate) enum Command {
 /// The app: saved [`State`] plus the runtime handles of each tab.
 pub struct FerryApp {
     state: State,
+    ctx: egui::Context,
     server: ServerTab,
     client: ClientTab,
     dialogs: Dialogs,
@@ -137,6 +138,7 @@ impl FerryApp {
             Arc::new(move || ctx.request_repaint_after(REPAINT_EVERY))
         };
         FerryApp {
+            ctx: ctx.clone(),
             server: ServerTab::new(notify.clone(), &state),
             client: ClientTab::new(notify),
             dialogs: Dialogs::new(ctx, true),
@@ -338,6 +340,10 @@ impl eframe::App for FerryApp {
         }
     }
 
+    fn persist_egui_memory(&self) -> bool {
+        self.persist
+    }
+
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.client.shutdown();
         self.server.shutdown();
@@ -432,7 +438,8 @@ pub fn run() -> i32 {
 /// a mouse. A `;`-separated list of `key=value`:
 /// `host=DIR` and `bind=HOST:PORT` start hosting; `connect=ADDR` connects; `open=FOLDER` enters a
 /// folder; `get=PATH` downloads that file into `dest=DIR` (default: the download folder);
-/// `tab=server|client` picks the tab. Native dialogs are off and nothing is saved.
+/// `tab=server|client` picks the tab; `theme=light|dark` the theme. Native dialogs are off and
+/// nothing is saved.
 struct Demo {
     open: Option<String>,
     get: Option<String>,
@@ -467,6 +474,7 @@ impl FerryApp {
                 "get" => demo.get = Some(value),
                 "dest" => demo.dest = Some(PathBuf::from(value)),
                 "tab" => self.state.tab = if value == "client" { Tab::Client } else { Tab::Server },
+                "theme" => self.set_demo_theme(&value),
                 _ => {}
             }
         }
@@ -476,6 +484,11 @@ impl FerryApp {
             self.apply(c);
         }
         self.demo = Some(demo);
+    }
+
+    fn set_demo_theme(&self, value: &str) {
+        let theme = if value == "light" { egui::Theme::Light } else { egui::Theme::Dark };
+        self.ctx.set_theme(theme);
     }
 
     fn demo_step(&mut self) {
@@ -494,6 +507,7 @@ impl FerryApp {
         if let Some(get) = demo.get.take() {
             let name = get.rsplit('/').next().and_then(|n| check_local_name(n).ok()).unwrap_or("download");
             let dir = demo.dest.clone().unwrap_or_else(|| expand_path(&self.state.download_dir));
+            self.client.select(name, &dir.display().to_string());
             self.client.download(get.clone(), dir.join(name));
         }
     }

@@ -451,7 +451,7 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                             ui.add(egui::Label::new(text).extend())
                                 .on_hover_text(format!("sent in {}", format::duration(*elapsed)));
                             ui.horizontal(|ui| {
-                                fingerprint_ui(ui, md5, 18.0);
+                                fingerprint_ui(ui, md5, 20.0);
                                 if ui.small_button("Copy MD5").clicked() {
                                     ui.ctx().copy_text(crate::client::md5sum_line(md5, &t.path));
                                 }

@@ -135,14 +135,15 @@ pub fn mark_ui(ui: &mut Ui, ok: bool, size: f32) -> egui::Response {
     response
 }
 
-/// One digest in monospace, grouped by eight; characters that differ from `other` stand out.
-fn digest_job(ui: &Ui, digest: &Md5Digest, other: &Md5Digest) -> LayoutJob {
+/// One digest in monospace, grouped by eight; with `mark_differences`, characters that differ
+/// from `other` stand out (only on the computed line: the host's digest is the reference).
+fn digest_job(ui: &Ui, digest: &Md5Digest, other: &Md5Digest, mark_differences: bool) -> LayoutJob {
     let font = FontId::monospace(15.0);
     let normal = ui.visuals().strong_text_color();
     let (mine, theirs) = (grouped_hex(&hex(digest)), grouped_hex(&hex(other)));
     let mut job = LayoutJob::default();
     for (a, b) in mine.chars().zip(theirs.chars()) {
-        let format = if a == b {
+        let format = if a == b || !mark_differences {
             TextFormat::simple(font.clone(), normal)
         } else {
             TextFormat { background: BAD_FILL, ..TextFormat::simple(font.clone(), Color32::WHITE) }
@@ -169,12 +170,12 @@ pub fn verdict_ui(ui: &mut Ui, id_salt: u64, verdict: &Verdict, detail: &str, co
     let (expected, actual) = verdict.digests();
     egui::Grid::new(("verdict", id_salt)).num_columns(3).spacing([12.0, 6.0]).show(ui, |ui| {
         ui.label("Host sent");
-        ui.label(digest_job(ui, &expected, &actual));
-        fingerprint_ui(ui, &expected, 18.0);
+        ui.label(digest_job(ui, &expected, &actual, false));
+        fingerprint_ui(ui, &expected, 24.0);
         ui.end_row();
         ui.label("Computed here");
-        ui.label(digest_job(ui, &actual, &expected));
-        fingerprint_ui(ui, &actual, 18.0);
+        ui.label(digest_job(ui, &actual, &expected, true));
+        fingerprint_ui(ui, &actual, 24.0);
         ui.end_row();
     });
     if ui.small_button("Copy MD5").on_hover_text("Copy the digests to the clipboard").clicked() {
