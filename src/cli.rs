@@ -111,7 +111,13 @@ pub fn run(command: Command) -> i32 {
             let opts = ConnectOptions { pin, io_timeout: Duration::from_secs(timeout.max(1)), ..Default::default() };
             get(&addr, &path, output.as_deref(), force, &opts)
         }
+        #[cfg(feature = "gui")]
         Command::Gui => crate::gui::run(),
+        #[cfg(not(feature = "gui"))]
+        Command::Gui => {
+            eprintln!("ferry: this build has no desktop window (built without the \"gui\" feature)");
+            EXIT_FAILURE
+        }
     }
 }
 

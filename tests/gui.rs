@@ -1,3 +1,4 @@
+#![cfg(feature = "gui")]
 //! The desktop window driven through its accessibility tree (egui_kittest), against real
 //! servers on 127.0.0.1: hosting from the Server tab, browsing and downloading from the Client
 //! tab, the MD5 verdict, a corrupted transfer, and errors shown in the window.
