@@ -199,7 +199,7 @@ impl FerryApp {
                     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
                     self.dialogs.open(Purpose::SaveAs { remote, typed: dest }, dir, name);
                 } else {
-                    self.client.download(remote, dest);
+                    self.start_download(remote, dest);
                 }
             }
             Command::Cancel(row) => self.client.cancel(row),
@@ -209,6 +209,14 @@ impl FerryApp {
             Command::ReplaceExisting(row) => self.client.replace_existing(row),
             Command::KeepExisting(row) => self.client.keep_existing(row),
         }
+    }
+
+    /// Starts a download; its folder becomes the default for the next one (and is saved).
+    fn start_download(&mut self, remote: String, dest: PathBuf) {
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            self.state.download_dir = dir.display().to_string();
+        }
+        self.client.download(remote, dest);
     }
 
     /// The save-as field as a path: `~` expanded, a bare name put in the download folder.
@@ -228,12 +236,12 @@ impl FerryApp {
             }
             (Purpose::SaveAs { remote, .. }, Answer::Chosen(dest)) => {
                 self.client.save_as = dest.display().to_string();
-                self.client.download(remote, dest);
+                self.start_download(remote, dest);
             }
             (Purpose::SaveAs { remote, typed }, Answer::Unavailable) => {
                 self.notice =
                     Some("No file dialog is available here: downloads go to the path in the Save as field.".into());
-                self.client.download(remote, typed);
+                self.start_download(remote, typed);
             }
             (_, Answer::Dismissed) => {}
         }
