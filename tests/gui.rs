@@ -183,11 +183,11 @@ fn an_existing_file_is_replaced_only_after_asking() {
     assert_eq!(std::fs::read(&dest).unwrap(), data, "replaced once the person said so");
 }
 
-/// Forwards connections to `upstream`, flipping one bit of the byte at `flip_at` in what the
-/// server sends on each connection (the listing replies are far shorter, so only file data is
-/// hit).
-fn corrupting_relay(upstream: SocketAddr, flip_at: u64) -> SocketAddr {
-    fn pump(mut from: TcpStream, mut to: TcpStream, flip_at: Option<u64>) {
+/// Forwards connections to `upstream`. In what the server sends on each connection, the byte
+/// at `flip_at` gets one bit flipped (the listing replies are far shorter, so only file data is
+/// hit), and each 16 KiB waits `pause` (to slow a transfer down).
+fn relay(upstream: SocketAddr, flip_at: Option<u64>, pause: Duration) -> SocketAddr {
+    fn pump(mut from: TcpStream, mut to: TcpStream, flip_at: Option<u64>, pause: Duration) {
         let mut buf = [0u8; 16 * 1024];
         let mut pos = 0u64;
         loop {
@@ -204,6 +204,9 @@ fn corrupting_relay(upstream: SocketAddr, flip_at: u64) -> SocketAddr {
             if to.write_all(&buf[..n]).is_err() {
                 break;
             }
+            if !pause.is_zero() {
+                thread::sleep(pause);
+            }
         }
         let _ = to.shutdown(Shutdown::Write);
     }
@@ -214,8 +217,8 @@ fn corrupting_relay(upstream: SocketAddr, flip_at: u64) -> SocketAddr {
             let Ok(client) = client else { break };
             let Ok(server) = TcpStream::connect(upstream) else { break };
             let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            thread::spawn(move || pump(c, s, None));
-            thread::spawn(move || pump(server, client, Some(flip_at)));
+            thread::spawn(move || pump(c, s, None, Duration::ZERO));
+            thread::spawn(move || pump(server, client, flip_at, pause));
         }
     });
     addr
@@ -240,7 +243,7 @@ fn a_corrupted_transfer_shows_mismatch_and_saves_nothing() {
     let data = test_bytes(4 * 1024 * 1024, 11);
     std::fs::write(share.path().join("video.mp4"), &data).unwrap();
     let (_server, upstream) = spawn_server(share.path());
-    let relay = corrupting_relay(upstream, 2 * 1024 * 1024 + 12_345);
+    let relay = relay(upstream, Some(2 * 1024 * 1024 + 12_345), Duration::ZERO);
 
     let mut h = app(downloads.path());
     connect_from_client_tab(&mut h, &relay.to_string());
@@ -258,6 +261,36 @@ fn a_corrupted_transfer_shows_mismatch_and_saves_nothing() {
     assert_eq!(h.query_all_by_label(&real).count(), 1);
     assert_eq!(h.query_all_by_label_contains("fingerprint:").count(), 2);
     assert!(h.query_by_label("Download again").is_some(), "one click to try again");
+}
+
+#[test]
+fn a_cancelled_download_resumes_with_one_click() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let data = test_bytes(8 * 1024 * 1024, 5);
+    std::fs::write(share.path().join("album.zip"), &data).unwrap();
+    let (_server, upstream) = spawn_server(share.path());
+    // About 8 MiB/s: a few seconds for the file, time enough to cancel it mid-way.
+    let slow = relay(upstream, None, Duration::from_millis(2));
+
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &slow.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("album.zip").is_some());
+    click(&mut h, "album.zip");
+    click(&mut h, "Download");
+    step_until(&mut h, "progress", WAIT, |h| has(h, "of 8.00 MiB") && !has(h, "0 B of"));
+    click(&mut h, "Cancel");
+    step_until(&mut h, "the cancellation", WAIT, |h| has(h, "Cancelled"));
+    let dest = downloads.path().join("album.zip");
+    let kept = std::fs::metadata(part_path(&dest)).map(|m| m.len()).unwrap_or(0);
+    assert!(kept > 0 && kept < data.len() as u64, "the partial download is kept ({kept} bytes)");
+    assert!(!dest.exists());
+
+    click(&mut h, "Resume");
+    step_until(&mut h, "the verdict", WAIT, |h| has(h, "MD5 verified"));
+    assert!(has(&h, "resumed after"), "the verdict says the download was resumed");
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    assert!(!part_path(&dest).exists());
 }
 
 #[test]

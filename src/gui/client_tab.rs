@@ -281,16 +281,13 @@ impl ClientTab {
     }
 
     /// Cancels every download (when the window closes); their `.part` files stay for a resume.
+    /// Not joined: a job still connecting could hold the window open for the connect timeout,
+    /// and a `.part` cut short anywhere is still resumed safely (the MD5 covers it all).
     pub fn shutdown(&mut self) {
         self.session = None;
         for d in &self.downloads {
             if let Some(job) = &d.job {
                 job.cancel();
-            }
-        }
-        for d in &mut self.downloads {
-            if let Some(job) = d.job.take() {
-                job.join();
             }
         }
     }
