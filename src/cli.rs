@@ -94,8 +94,8 @@ pub enum Command {
     Gui,
 }
 
-/// Runs a parsed command line; returns the process exit code. `None` means "open the window",
-/// which the binary handles.
+/// Runs a parsed command line; returns the process exit code. [`Command::Gui`] opens the
+/// window and returns when it closes.
 pub fn run(command: Command) -> i32 {
     match command {
         Command::Serve { dir, bind, max_clients, idle_timeout, pin } => {
@@ -111,8 +111,11 @@ pub fn run(command: Command) -> i32 {
             let opts = ConnectOptions { pin, io_timeout: Duration::from_secs(timeout.max(1)), ..Default::default() };
             get(&addr, &path, output.as_deref(), force, &opts)
         }
+        #[cfg(feature = "gui")]
+        Command::Gui => crate::gui::run(),
+        #[cfg(not(feature = "gui"))]
         Command::Gui => {
-            eprintln!("ferry: the desktop window is not part of this build yet");
+            eprintln!("ferry: this build has no desktop window (built without the \"gui\" feature)");
             EXIT_FAILURE
         }
     }

@@ -1,0 +1,125 @@
+//! Numbers as people read them: sizes in KiB/MiB/GiB, speeds, time left, dates.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use indicatif::HumanBytes;
+
+/// `1.50 MiB`, `512 B`.
+pub fn size(bytes: u64) -> String {
+    HumanBytes(bytes).to_string()
+}
+
+/// `12.30 MiB/s`.
+pub fn speed(bytes_per_sec: f64) -> String {
+    format!("{}/s", HumanBytes(bytes_per_sec.max(0.0) as u64))
+}
+
+/// Time left at the current rate: `3 min 20 s`, `12 s`; `None` while the rate is unknown.
+pub fn eta(remaining: u64, bytes_per_sec: f64) -> Option<String> {
+    if remaining == 0 {
+        return Some("0 s".into());
+    }
+    if bytes_per_sec < 1.0 {
+        return None;
+    }
+    let secs = (remaining as f64 / bytes_per_sec).ceil();
+    if secs > 100.0 * 3600.0 {
+        return None;
+    }
+    Some(duration(Duration::from_secs(secs as u64)))
+}
+
+/// `0.4 s`, `12 s`, `3 min 20 s`, `1 h 02 min`.
+pub fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else if secs < 60 {
+        format!("{secs} s")
+    } else if secs < 3600 {
+        format!("{} min {} s", secs / 60, secs % 60)
+    } else {
+        format!("{} h {:02} min", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
+/// A listing's modification time in local time, `2024-05-01 14:03`.
+pub fn modified(unix_secs: Option<i64>) -> String {
+    unix_secs
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// The wall-clock time now, `14:03:12`, for lists of events.
+pub fn clock_now() -> String {
+    chrono::Local::now().format("%H:%M:%S").to_string()
+}
+
+/// A digest's hex in four groups of eight (`d41d8cd9 8f00b204 …`), easier to compare by eye.
+pub fn grouped_hex(hex: &str) -> String {
+    let mut out = String::with_capacity(hex.len() + hex.len() / 8);
+    for (i, c) in hex.chars().enumerate() {
+        if i > 0 && i % 8 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes per second over roughly the last second, fed with running totals.
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    window: VecDeque<(Instant, u64)>,
+}
+
+impl RateMeter {
+    pub fn update(&mut self, now: Instant, done: u64) -> f64 {
+        self.window.push_back((now, done));
+        while self.window.len() > 2 && now.duration_since(self.window[1].0) > Duration::from_secs(1) {
+            self.window.pop_front();
+        }
+        let (t0, d0) = self.window[0];
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt <= 0.0 { 0.0 } else { done.saturating_sub(d0) as f64 / dt }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(1536), "1.50 KiB");
+        assert_eq!(size(3 * 1024 * 1024 * 1024), "3.00 GiB");
+        assert_eq!(speed(2.0 * 1024.0 * 1024.0), "2.00 MiB/s");
+    }
+
+    #[test]
+    fn time_left_reads_naturally() {
+        assert_eq!(eta(100, 0.0), None);
+        assert_eq!(eta(0, 0.0).as_deref(), Some("0 s"));
+        assert_eq!(eta(1000, 100.0).as_deref(), Some("10 s"));
+        assert_eq!(eta(200 * 1000, 1000.0).as_deref(), Some("3 min 20 s"));
+        assert_eq!(eta(3720, 1.0).as_deref(), Some("1 h 02 min"));
+        assert_eq!(duration(Duration::from_millis(400)), "0.4 s");
+    }
+
+    #[test]
+    fn hex_is_grouped_by_eight() {
+        assert_eq!(grouped_hex("d41d8cd98f00b204e9800998ecf8427e"), "d41d8cd9 8f00b204 e9800998 ecf8427e");
+    }
+
+    #[test]
+    fn rate_is_bytes_over_the_window() {
+        let mut r = RateMeter::default();
+        let t = Instant::now();
+        assert_eq!(r.update(t, 0), 0.0);
+        let v = r.update(t + Duration::from_millis(500), 1000);
+        assert!((v - 2000.0).abs() < 1.0, "{v}");
+    }
+}

@@ -1,0 +1,558 @@
+//! The desktop window: a Server tab to host a folder and a Client tab to browse a host and
+//! download from it, each download ending in a visual MD5 verdict.
+//!
+//! The UI thread never touches a socket or a file: the engine's worker threads do all I/O and
+//! report events on channels, which [`FerryApp`] drains each frame (for a few milliseconds at
+//! most); what the person asks for while drawing is collected as [`Command`]s and applied after
+//! the pass. Workers wake the window through the engine's `notify` callback, which asks for a
+//! repaint at most every ~33 ms.
+//!
+//! Settings (hosted folder, bind address and port, recent servers, download folder) persist
+//! between runs through eframe's storage.
+
+mod client_tab;
+mod dialogs;
+pub mod format;
+mod server_tab;
+pub mod verdict;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui::{RichText, Ui};
+use serde::{Deserialize, Serialize};
+
+use self::client_tab::ClientTab;
+use self::dialogs::{Answer, Dialogs, Purpose};
+use self::server_tab::ServerTab;
+use crate::client::DEFAULT_PORT;
+use crate::protocol::path::check_local_name;
+use crate::sink::Notify;
+
+/// The window's icon, drawn for ferry (`assets/ferry.svg`, rendered to 256×256).
+pub const ICON_PNG: &[u8] = include_bytes!("../../assets/ferry.png");
+
+/// Most recent servers remembered.
+const RECENT_SERVERS: usize = 8;
+/// Longest the UI thread spends handling engine events in one frame.
+const DRAIN_BUDGET: Duration = Duration::from_millis(4);
+/// Shortest time between repaints asked for by the workers (~30 a second).
+const REPAINT_EVERY: Duration = Duration::from_millis(33);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Tab {
+    #[default]
+    Server,
+    Client,
+}
+
+/// What is saved between runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    pub tab: Tab,
+    /// The folder to host, as typed or picked.
+    pub host_folder: String,
+    /// The address to listen on, without the port (`0.0.0.0`: every interface).
+    pub bind_host: String,
+    pub port: u16,
+    /// The address in the Client tab's field.
+    pub server_addr: String,
+    /// Servers connected to, most recent first.
+    pub recent_servers: Vec<String>,
+    /// Where downloads are saved by default.
+    pub download_dir: String,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            tab: Tab::Server,
+            host_folder: String::new(),
+            bind_host: "0.0.0.0".into(),
+            port: DEFAULT_PORT,
+            server_addr: String::new(),
+            recent_servers: Vec::new(),
+            download_dir: String::new(),
+        }
+    }
+}
+
+impl State {
+    /// Puts `addr` first in the recent servers.
+    pub fn remember_server(&mut self, addr: &str) {
+        let addr = addr.trim();
+        self.recent_servers.retain(|a| a != addr);
+        self.recent_servers.insert(0, addr.to_string());
+        self.recent_servers.truncate(RECENT_SERVERS);
+    }
+}
+
+/// What the person asked for during a frame; applied after drawing.
+#[derive(Debug, Clone)]
+pub(crate) enum Command {
+    PickHostFolder,
+    StartHosting,
+    StopHosting,
+    Connect,
+    Disconnect,
+    List(String),
+    /// Download `remote`; `typed` is the save-as field (the dialog starts from it).
+    Download {
+        remote: String,
+        typed: String,
+    },
+    Cancel(u64),
+    Restart(u64),
+    Dismiss(u64),
+    ClearFinished,
+    ReplaceExisting(u64),
+    KeepExisting(u64),
+}
+
+/// The app: saved [`State`] plus the runtime handles of each tab.
+pub struct FerryApp {
+    state: State,
+    ctx: egui::Context,
+    server: ServerTab,
+    client: ClientTab,
+    dialogs: Dialogs,
+    /// A note about dialogs (none available here…), shown until dismissed.
+    notice: Option<String>,
+    logo: Option<egui::TextureHandle>,
+    persist: bool,
+    demo: Option<Demo>,
+}
+
+impl FerryApp {
+    /// An app with `state`, drawing into `ctx`. Native dialogs are on; tests turn them off with
+    /// [`FerryApp::with_native_dialogs`]. Nothing is saved unless eframe calls `save`.
+    pub fn new(mut state: State, ctx: &egui::Context) -> Self {
+        if state.download_dir.trim().is_empty() {
+            state.download_dir = default_download_dir().display().to_string();
+        }
+        let notify: Notify = {
+            let ctx = ctx.clone();
+            Arc::new(move || ctx.request_repaint_after(REPAINT_EVERY))
+        };
+        FerryApp {
+            ctx: ctx.clone(),
+            server: ServerTab::new(notify.clone(), &state),
+            client: ClientTab::new(notify),
+            dialogs: Dialogs::new(ctx, true),
+            notice: None,
+            logo: None,
+            persist: true,
+            demo: None,
+            state,
+        }
+    }
+
+    /// Turns native dialogs on or off; off, the typed-path fields are used directly.
+    pub fn with_native_dialogs(mut self, native: bool) -> Self {
+        self.dialogs.set_native(native);
+        self
+    }
+
+    /// The app as eframe starts it: saved settings restored, `FERRY_DEMO` applied.
+    pub fn from_creation(cc: &eframe::CreationContext<'_>) -> Self {
+        let state = cc.storage.and_then(|s| eframe::get_value::<State>(s, eframe::APP_KEY)).unwrap_or_default();
+        let mut app = FerryApp::new(state, &cc.egui_ctx);
+        if let Ok(spec) = std::env::var("FERRY_DEMO") {
+            app.start_demo(&spec);
+        }
+        app
+    }
+
+    /// The settings that are saved between runs.
+    pub fn settings(&self) -> &State {
+        &self.state
+    }
+
+    /// Where the Server tab is listening, once it is.
+    pub fn hosting_addr(&self) -> Option<SocketAddr> {
+        self.server.listening_addr()
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::PickHostFolder => {
+                if self.dialogs.native() {
+                    let start = Some(expand_path(&self.state.host_folder)).filter(|p| p.is_absolute());
+                    self.dialogs.open(Purpose::HostFolder, start, None);
+                } else {
+                    self.notice =
+                        Some("No folder picker is available here: type the folder's path in the field.".into());
+                }
+            }
+            Command::StartHosting => self.server.start(&mut self.state),
+            Command::StopHosting => self.server.stop(),
+            Command::Connect => self.client.connect(&mut self.state),
+            Command::Disconnect => self.client.disconnect(),
+            Command::List(path) => self.client.list(&path),
+            Command::Download { remote, typed } => {
+                let dest = self.resolve_dest(&typed);
+                if self.dialogs.native() {
+                    let dir = dest.parent().map(Path::to_path_buf);
+                    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
+                    self.dialogs.open(Purpose::SaveAs { remote, typed: dest }, dir, name);
+                } else {
+                    self.start_download(remote, dest);
+                }
+            }
+            Command::Cancel(row) => self.client.cancel(row),
+            Command::Restart(row) => self.client.restart(row, false),
+            Command::Dismiss(row) => self.client.dismiss(row),
+            Command::ClearFinished => self.client.clear_finished(),
+            Command::ReplaceExisting(row) => self.client.replace_existing(row),
+            Command::KeepExisting(row) => self.client.keep_existing(row),
+        }
+    }
+
+    /// Starts a download; its folder becomes the default for the next one (and is saved).
+    fn start_download(&mut self, remote: String, dest: PathBuf) {
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            self.state.download_dir = dir.display().to_string();
+        }
+        self.client.download(remote, dest);
+    }
+
+    /// The save-as field as a path: `~` expanded, a bare name put in the download folder.
+    fn resolve_dest(&self, typed: &str) -> PathBuf {
+        let p = expand_path(typed.trim());
+        if p.is_absolute() { p } else { expand_path(&self.state.download_dir).join(p) }
+    }
+
+    fn dialog_answered(&mut self, purpose: Purpose, answer: Answer) {
+        match (purpose, answer) {
+            (Purpose::HostFolder, Answer::Chosen(dir)) => {
+                self.state.host_folder = dir.display().to_string();
+                self.server.start(&mut self.state);
+            }
+            (Purpose::HostFolder, Answer::Unavailable) => {
+                self.notice = Some("No folder picker is available here: type the folder's path in the field.".into());
+            }
+            (Purpose::SaveAs { remote, .. }, Answer::Chosen(dest)) => {
+                self.client.save_as = dest.display().to_string();
+                self.start_download(remote, dest);
+            }
+            (Purpose::SaveAs { remote, typed }, Answer::Unavailable) => {
+                self.notice =
+                    Some("No file dialog is available here: downloads go to the path in the Save as field.".into());
+                self.start_download(remote, typed);
+            }
+            (_, Answer::Dismissed) => {}
+        }
+    }
+
+    fn top_bar_ui(&mut self, ui: &mut Ui) {
+        let logo = self.logo.get_or_insert_with(|| {
+            let image = eframe::icon_data::from_png_bytes(ICON_PNG).expect("the embedded icon is a valid PNG");
+            let color =
+                egui::ColorImage::from_rgba_unmultiplied([image.width as usize, image.height as usize], &image.rgba);
+            ui.ctx().load_texture("ferry-logo", color, egui::TextureOptions::LINEAR)
+        });
+        ui.horizontal(|ui| {
+            ui.add(egui::Image::new((logo.id(), egui::vec2(28.0, 28.0))));
+            ui.label(RichText::new("ferry").size(22.0).strong());
+            ui.add_space(16.0);
+            let tabs = [(Tab::Server, "Server"), (Tab::Client, "Client")];
+            for (tab, label) in tabs {
+                let b = egui::Button::selectable(self.state.tab == tab, RichText::new(label).size(16.0))
+                    .min_size(egui::vec2(90.0, 28.0));
+                if ui.add(b).clicked() {
+                    self.state.tab = tab;
+                }
+            }
+            ui.add_space(8.0);
+            let mut status = Vec::new();
+            if let Some(addr) = self.server.listening_addr() {
+                status.push(format!("hosting at {addr}"));
+            }
+            let sending = self.server.active_count();
+            if sending > 0 {
+                status.push(format!("sending {sending}"));
+            }
+            let running = self.client.running_count();
+            if running > 0 {
+                status.push(format!("downloading {running}"));
+            }
+            if !status.is_empty() {
+                ui.weak(status.join(" · "));
+            }
+            // Words, not icons: the icon buttons need glyphs the bundled fonts may lack.
+            let mut theme = ui.options(|o| o.theme_preference);
+            let before = theme;
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                use egui::ThemePreference as T;
+                for (value, label) in [(T::Dark, "Dark"), (T::Light, "Light"), (T::System, "System")] {
+                    ui.selectable_value(&mut theme, value, label);
+                }
+                ui.weak("Theme");
+            });
+            if theme != before {
+                ui.ctx().set_theme(theme);
+            }
+        });
+    }
+}
+
+impl eframe::App for FerryApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        let deadline = Instant::now() + DRAIN_BUDGET;
+        let mut more = self.server.drain(deadline);
+        more |= self.client.drain(&mut self.state, deadline);
+        if more {
+            ctx.request_repaint();
+        }
+        while let Some((purpose, answer)) = self.dialogs.poll() {
+            self.dialog_answered(purpose, answer);
+        }
+        self.demo_step();
+    }
+
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        let mut commands = Vec::new();
+        egui::Panel::top("top_bar").show(ui, |ui| {
+            ui.add_space(4.0);
+            self.top_bar_ui(ui);
+            if let Some(notice) = self.notice.clone() {
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(notice).color(ui.visuals().warn_fg_color));
+                    if ui.small_button("OK").clicked() {
+                        self.notice = None;
+                    }
+                });
+            }
+            ui.add_space(2.0);
+        });
+        let dialog_open = self.dialogs.busy();
+        egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
+            Tab::Server => {
+                egui::ScrollArea::vertical().id_salt("server_tab").auto_shrink(false).show(ui, |ui| {
+                    server_tab::server_ui(ui, &mut self.state, &mut self.server, dialog_open, &mut commands)
+                });
+            }
+            Tab::Client => client_tab::client_ui(ui, &mut self.state, &mut self.client, dialog_open, &mut commands),
+        });
+        for command in commands {
+            self.apply(command);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if self.persist {
+            eframe::set_value(storage, eframe::APP_KEY, &self.state);
+        }
+    }
+
+    fn persist_egui_memory(&self) -> bool {
+        self.persist
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.client.shutdown();
+        self.server.shutdown();
+    }
+}
+
+/// A red box with an error message and a button to dismiss it.
+pub(crate) fn error_banner(ui: &mut Ui, message: &str, dismiss: impl FnOnce()) {
+    let color = verdict::bad_text(ui);
+    let mut dismissed = false;
+    egui::Frame::new()
+        .stroke(egui::Stroke::new(1.5, color))
+        .corner_radius(4.0)
+        .inner_margin(8.0)
+        .outer_margin(egui::Margin::symmetric(0, 4))
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                verdict::mark_ui(ui, false, 18.0);
+                ui.add(egui::Label::new(RichText::new(message).color(color)).wrap());
+                if ui.small_button("Dismiss").clicked() {
+                    dismissed = true;
+                }
+            });
+        });
+    if dismissed {
+        dismiss();
+    }
+}
+
+/// A typed path with a leading `~` expanded to the home folder (no file system access).
+pub fn expand_path(typed: &str) -> PathBuf {
+    let typed = typed.trim();
+    match (typed.strip_prefix('~'), home_dir()) {
+        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => home.join(rest.trim_start_matches('/')),
+        _ => PathBuf::from(typed),
+    }
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+}
+
+/// The user's Downloads folder: `$XDG_DOWNLOAD_DIR`, the one named in
+/// `~/.config/user-dirs.dirs`, `~/Downloads` if it exists, else the home folder. Read once at
+/// start-up, before the first frame.
+pub fn default_download_dir() -> PathBuf {
+    let home = home_dir();
+    let from_env = std::env::var("XDG_DOWNLOAD_DIR").ok().filter(|d| !d.trim().is_empty());
+    let from_file = || {
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".config")))?;
+        let text = std::fs::read_to_string(config.join("user-dirs.dirs")).ok()?;
+        text.lines().find_map(|line| {
+            let value = line.trim().strip_prefix("XDG_DOWNLOAD_DIR=")?.trim().trim_matches('"');
+            let home = home.as_ref()?.display().to_string();
+            Some(value.replace("$HOME", &home))
+        })
+    };
+    if let Some(dir) = from_env.or_else(from_file) {
+        return expand_path(&dir);
+    }
+    match &home {
+        Some(h) if h.join("Downloads").is_dir() => h.join("Downloads"),
+        Some(h) => h.clone(),
+        None => PathBuf::from("."),
+    }
+}
+
+/// Opens the window; returns the process exit code.
+pub fn run() -> i32 {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("ferry")
+        .with_app_id("ferry")
+        .with_inner_size([1040.0, 760.0])
+        .with_min_inner_size([720.0, 520.0]);
+    if let Ok(icon) = eframe::icon_data::from_png_bytes(ICON_PNG) {
+        viewport = viewport.with_icon(icon);
+    }
+    let options = eframe::NativeOptions { viewport, renderer: eframe::Renderer::Glow, ..Default::default() };
+    match eframe::run_native("ferry", options, Box::new(|cc| Ok(Box::new(FerryApp::from_creation(cc))))) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ferry: cannot open the window: {e}");
+            eprintln!("ferry: without a display, use `ferry serve`, `ferry ls` and `ferry get` (see `ferry --help`)");
+            1
+        }
+    }
+}
+
+/// `FERRY_DEMO`: a hidden mode for `scripts/screenshots.sh` that drives the real window without
+/// a mouse. A `;`-separated list of `key=value`:
+/// `host=DIR` and `bind=HOST:PORT` start hosting; `connect=ADDR` connects; `open=FOLDER` enters a
+/// folder; `get=PATH` downloads that file into `dest=DIR` (default: the download folder);
+/// `tab=server|client` picks the tab; `theme=light|dark` the theme. Native dialogs are off and
+/// nothing is saved.
+struct Demo {
+    open: Option<String>,
+    get: Option<String>,
+    dest: Option<PathBuf>,
+    opened: bool,
+}
+
+impl FerryApp {
+    fn start_demo(&mut self, spec: &str) {
+        self.persist = false;
+        self.dialogs.set_native(false);
+        let mut demo = Demo { open: None, get: None, dest: None, opened: false };
+        let mut commands = Vec::new();
+        for (key, value) in spec.split(';').filter_map(|kv| kv.split_once('=')) {
+            let value = value.trim().to_string();
+            match key.trim() {
+                "host" => {
+                    self.state.host_folder = value;
+                    commands.push(Command::StartHosting);
+                }
+                "bind" => {
+                    if let Some((host, port)) = value.rsplit_once(':') {
+                        self.state.bind_host = host.trim_matches(['[', ']']).to_string();
+                        self.server.port_text = port.to_string();
+                    }
+                }
+                "connect" => {
+                    self.state.server_addr = value;
+                    commands.push(Command::Connect);
+                }
+                "open" => demo.open = Some(value),
+                "get" => demo.get = Some(value),
+                "dest" => demo.dest = Some(PathBuf::from(value)),
+                "tab" => self.state.tab = if value == "client" { Tab::Client } else { Tab::Server },
+                "theme" => self.set_demo_theme(&value),
+                _ => {}
+            }
+        }
+        // Hosting first, so a demo that connects to itself finds the server listening.
+        commands.sort_by_key(|c| !matches!(c, Command::StartHosting));
+        for c in commands {
+            self.apply(c);
+        }
+        self.demo = Some(demo);
+    }
+
+    fn set_demo_theme(&self, value: &str) {
+        let theme = if value == "light" { egui::Theme::Light } else { egui::Theme::Dark };
+        self.ctx.set_theme(theme);
+    }
+
+    fn demo_step(&mut self) {
+        let Some(demo) = &mut self.demo else { return };
+        let Some(path) = self.client.current_path().map(str::to_string) else { return };
+        if let Some(open) = &demo.open
+            && !demo.opened
+        {
+            demo.opened = true;
+            self.client.list(open);
+            return;
+        }
+        if demo.open.as_deref().is_some_and(|o| o != path) {
+            return;
+        }
+        if let Some(get) = demo.get.take() {
+            let name = get.rsplit('/').next().and_then(|n| check_local_name(n).ok()).unwrap_or("download");
+            let dir = demo.dest.clone().unwrap_or_else(|| expand_path(&self.state.download_dir));
+            self.client.select(name, &dir.display().to_string());
+            self.client.download(get.clone(), dir.join(name));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_servers_are_most_recent_first_without_duplicates() {
+        let mut s = State::default();
+        for a in ["a", "b", "a", "c"] {
+            s.remember_server(a);
+        }
+        assert_eq!(s.recent_servers, ["c", "a", "b"]);
+        for i in 0..20 {
+            s.remember_server(&i.to_string());
+        }
+        assert_eq!(s.recent_servers.len(), RECENT_SERVERS);
+    }
+
+    #[test]
+    fn saved_state_from_an_older_version_fills_in_defaults() {
+        let s: State = serde_json::from_str(r#"{"host_folder":"/srv"}"#).unwrap();
+        assert_eq!(s.host_folder, "/srv");
+        assert_eq!(s.port, 7878);
+        assert_eq!(s.bind_host, "0.0.0.0");
+    }
+
+    #[test]
+    fn tilde_expands_to_home() {
+        if let Some(home) = home_dir() {
+            assert_eq!(expand_path("~/x"), home.join("x"));
+            assert_eq!(expand_path("~"), home);
+        }
+        assert_eq!(expand_path("/a/b"), PathBuf::from("/a/b"));
+        assert_eq!(expand_path("~user/x"), PathBuf::from("~user/x"));
+    }
+}

@@ -1,0 +1,483 @@
+//! The Server tab: host a folder, tell the other person what to type, watch clients download,
+//! and keep the MD5 and fingerprint of every finished transfer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use egui::{Align, Layout, RichText, Ui};
+
+use super::format::{self, RateMeter};
+use super::verdict::{self, fingerprint_ui};
+use super::{Command, State, expand_path};
+use crate::protocol::path::Escaped;
+use crate::protocol::{Md5Digest, hex};
+use crate::server::{ClientId, Server, ServerConfig, ServerEvent, TransferId};
+use crate::sink::Notify;
+
+/// Finished transfers kept in the list.
+const KEEP_FINISHED: usize = 200;
+/// Lines kept in the activity list.
+const KEEP_ACTIVITY: usize = 100;
+
+/// Where hosting stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Hosting {
+    Idle,
+    Starting,
+    Listening { addr: SocketAddr, root: PathBuf },
+    Stopping,
+}
+
+struct ActiveTransfer {
+    client: ClientId,
+    path: String,
+    size: u64,
+    done: u64,
+    bytes_per_sec: f64,
+    meter: RateMeter,
+}
+
+struct FinishedTransfer {
+    when: String,
+    peer: SocketAddr,
+    path: String,
+    size: u64,
+    /// The digest sent to the client, or why the transfer failed.
+    result: Result<(Md5Digest, Duration), String>,
+}
+
+/// The Server tab's runtime state: the running server and what it reported.
+pub(crate) struct ServerTab {
+    notify: Notify,
+    server: Option<Server>,
+    events: Option<Receiver<ServerEvent>>,
+    pub(crate) hosting: Hosting,
+    pub(crate) error: Option<String>,
+    pub(crate) port_text: String,
+    clients: BTreeMap<ClientId, SocketAddr>,
+    active: BTreeMap<TransferId, ActiveTransfer>,
+    finished: VecDeque<FinishedTransfer>,
+    activity: VecDeque<String>,
+    lan: Option<Vec<IpAddr>>,
+    lan_rx: Option<Receiver<Vec<IpAddr>>>,
+}
+
+impl ServerTab {
+    pub fn new(notify: Notify, state: &State) -> Self {
+        ServerTab {
+            notify,
+            server: None,
+            events: None,
+            hosting: Hosting::Idle,
+            error: None,
+            port_text: state.port.to_string(),
+            clients: BTreeMap::new(),
+            active: BTreeMap::new(),
+            finished: VecDeque::new(),
+            activity: VecDeque::new(),
+            lan: None,
+            lan_rx: None,
+        }
+    }
+
+    /// The address the server listens on, once it does.
+    pub fn listening_addr(&self) -> Option<SocketAddr> {
+        match &self.hosting {
+            Hosting::Listening { addr, .. } => Some(*addr),
+            _ => None,
+        }
+    }
+
+    /// Transfers in progress.
+    pub fn active_count(&self) -> usize {
+        self.active.len()
+    }
+
+    pub fn start(&mut self, state: &mut State) {
+        if self.server.is_some() {
+            return;
+        }
+        self.error = None;
+        let folder = state.host_folder.trim();
+        if folder.is_empty() {
+            self.error = Some("Choose a folder to host first (Host a folder…, or type its path).".into());
+            return;
+        }
+        let port: u16 = match self.port_text.trim().parse() {
+            Ok(p) => p,
+            Err(_) => {
+                self.error = Some(format!("\"{}\" is not a port number (0 to 65535).", self.port_text.trim()));
+                return;
+            }
+        };
+        state.port = port;
+        let host = match state.bind_host.trim() {
+            "" => "0.0.0.0",
+            h => h,
+        };
+        let bind = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let config = ServerConfig::new(expand_path(folder), bind);
+        let (server, events) = Server::spawn(config, Some(self.notify.clone()));
+        self.server = Some(server);
+        self.events = Some(events);
+        self.hosting = Hosting::Starting;
+        self.clients.clear();
+        self.active.clear();
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(server) = &self.server {
+            server.stop();
+            self.hosting = Hosting::Stopping;
+        }
+    }
+
+    /// Stops hosting and waits for the server's threads (when the window closes).
+    pub fn shutdown(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop_and_join();
+        }
+    }
+
+    /// Handles queued server events until `deadline`; true if some are left for the next frame.
+    pub fn drain(&mut self, deadline: Instant) -> bool {
+        if let Some(rx) = &self.lan_rx
+            && let Ok(lan) = rx.try_recv()
+        {
+            self.lan = Some(lan);
+            self.lan_rx = None;
+        }
+        loop {
+            let Some(rx) = &self.events else { return false };
+            if Instant::now() >= deadline {
+                return !rx.is_empty();
+            }
+            match rx.try_recv() {
+                Ok(event) => self.handle(event),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn note(&mut self, line: String) {
+        self.activity.push_front(format!("{}  {line}", format::clock_now()));
+        self.activity.truncate(KEEP_ACTIVITY);
+    }
+
+    fn handle(&mut self, event: ServerEvent) {
+        match event {
+            ServerEvent::Listening { addr, root } => {
+                self.hosting = Hosting::Listening { addr, root };
+                self.lan = None;
+                if addr.ip().is_unspecified() {
+                    // Listing interfaces talks to the kernel over a socket: not on the UI thread.
+                    let (tx, rx) = crossbeam_channel::bounded(1);
+                    let notify = self.notify.clone();
+                    let _ = std::thread::Builder::new().name("ferry-lan".into()).spawn(move || {
+                        let _ = tx.send(crate::net::lan_addresses());
+                        notify();
+                    });
+                    self.lan_rx = Some(rx);
+                }
+            }
+            ServerEvent::StartFailed { error } => self.error = Some(error),
+            ServerEvent::ClientConnected { client, peer } => {
+                self.clients.insert(client, peer);
+                self.note(format!("{peer} connected"));
+            }
+            ServerEvent::ClientRejected { peer, reason } => {
+                self.note(format!("turned away {peer}: {}", Escaped(&reason)));
+            }
+            ServerEvent::ClientDisconnected { client, peer, reason } => {
+                self.clients.remove(&client);
+                self.active.retain(|_, t| t.client != client);
+                match reason {
+                    Some(r) => self.note(format!("{peer} disconnected: {}", Escaped(&r))),
+                    None => self.note(format!("{peer} disconnected")),
+                }
+            }
+            ServerEvent::TransferStarted { client, transfer, path, size, offset, .. } => {
+                let mut meter = RateMeter::default();
+                meter.update(Instant::now(), offset);
+                self.active
+                    .insert(transfer, ActiveTransfer { client, path, size, done: offset, bytes_per_sec: 0.0, meter });
+            }
+            ServerEvent::TransferProgress { transfer, done, total } => {
+                if let Some(t) = self.active.get_mut(&transfer) {
+                    t.done = done;
+                    t.size = total;
+                    t.bytes_per_sec = t.meter.update(Instant::now(), done);
+                }
+            }
+            ServerEvent::TransferFinished { transfer, md5, sent: _, elapsed } => {
+                self.finish(transfer, Ok((md5, elapsed)));
+            }
+            ServerEvent::TransferFailed { transfer, error } => self.finish(transfer, Err(error)),
+            ServerEvent::RequestRefused { peer, request, error, .. } => {
+                self.note(format!("{peer}: {} refused: {}", Escaped(&request), Escaped(&error)));
+            }
+            ServerEvent::Stopped => {
+                self.server = None; // its threads have finished: dropping it joins at once
+                self.events = None;
+                self.hosting = Hosting::Idle;
+                self.clients.clear();
+                self.active.clear();
+                self.lan = None;
+            }
+        }
+    }
+
+    fn finish(&mut self, transfer: TransferId, result: Result<(Md5Digest, Duration), String>) {
+        let Some(t) = self.active.remove(&transfer) else { return };
+        let peer = self.clients.get(&t.client).copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        self.finished.push_front(FinishedTransfer {
+            when: format::clock_now(),
+            peer,
+            path: t.path,
+            size: t.size,
+            result,
+        });
+        self.finished.truncate(KEEP_FINISHED);
+    }
+}
+
+/// Draws the Server tab; what the person asks for goes to `out`.
+pub(crate) fn server_ui(
+    ui: &mut Ui,
+    state: &mut State,
+    tab: &mut ServerTab,
+    dialog_open: bool,
+    out: &mut Vec<Command>,
+) {
+    let idle = matches!(tab.hosting, Hosting::Idle);
+    ui.heading("Share a folder");
+    ui.label("Anyone who can reach this machine can browse the folder and download from it. Nothing can be changed or uploaded.");
+    ui.add_space(6.0);
+
+    egui::Grid::new("host_form").num_columns(2).spacing([10.0, 8.0]).show(ui, |ui| {
+        let label = ui.label("Folder to host");
+        ui.horizontal(|ui| {
+            ui.add_enabled_ui(idle, |ui| {
+                let field = egui::TextEdit::singleline(&mut state.host_folder)
+                    .hint_text("/path/to/folder")
+                    .desired_width((ui.available_width() - 130.0).max(200.0));
+                ui.add(field).labelled_by(label.id);
+                if ui.add_enabled(!dialog_open, egui::Button::new("Host a folder…")).clicked() {
+                    out.push(Command::PickHostFolder);
+                }
+            });
+        });
+        ui.end_row();
+
+        let label = ui.label("Listen on");
+        ui.horizontal(|ui| {
+            ui.add_enabled_ui(idle, |ui| {
+                let addr = ui
+                    .add(egui::TextEdit::singleline(&mut state.bind_host).hint_text("0.0.0.0").desired_width(160.0))
+                    .labelled_by(label.id);
+                addr.on_hover_text("0.0.0.0 listens on every network interface; 127.0.0.1 on this machine only");
+                let port_label = ui.label("port");
+                let port_ok = tab.port_text.trim().parse::<u16>().is_ok();
+                let mut port = egui::TextEdit::singleline(&mut tab.port_text).desired_width(60.0);
+                if !port_ok {
+                    port = port.text_color(verdict::bad_text(ui));
+                }
+                ui.add(port).labelled_by(port_label.id).on_hover_text("0 picks any free port");
+            });
+        });
+        ui.end_row();
+    });
+    ui.add_space(6.0);
+
+    ui.horizontal(|ui| match tab.hosting {
+        Hosting::Idle => {
+            let start = egui::Button::new(RichText::new("Start hosting").size(16.0)).min_size([160.0, 32.0].into());
+            if ui.add(start).clicked() {
+                out.push(Command::StartHosting);
+            }
+        }
+        Hosting::Starting => {
+            ui.spinner();
+            ui.label("Starting…");
+        }
+        Hosting::Listening { .. } => {
+            let stop = egui::Button::new(RichText::new("Stop hosting").size(16.0)).min_size([160.0, 32.0].into());
+            if ui.add(stop).clicked() {
+                out.push(Command::StopHosting);
+            }
+        }
+        Hosting::Stopping => {
+            ui.spinner();
+            ui.label("Stopping…");
+        }
+    });
+
+    if let Some(error) = tab.error.clone() {
+        super::error_banner(ui, &error, || tab.error = None);
+    }
+
+    if let Hosting::Listening { addr, root } = &tab.hosting {
+        ui.add_space(8.0);
+        listening_ui(ui, *addr, root, tab.lan.as_deref());
+    }
+
+    ui.add_space(10.0);
+    ui.separator();
+    clients_ui(ui, tab);
+    ui.add_space(10.0);
+    ui.separator();
+    finished_ui(ui, tab);
+}
+
+fn listening_ui(ui: &mut Ui, addr: SocketAddr, root: &std::path::Path, lan: Option<&[IpAddr]>) {
+    egui::Frame::group(ui.style()).inner_margin(12.0).show(ui, |ui| {
+        ui.set_width(ui.available_width());
+        ui.horizontal_wrapped(|ui| {
+            ui.label(RichText::new("Hosting").size(18.0).strong().color(verdict::good_text(ui)));
+            ui.label(RichText::new(root.display().to_string()).size(18.0).strong());
+            ui.label(RichText::new("at").size(18.0));
+            ui.label(RichText::new(addr.to_string()).size(18.0).monospace());
+            if addr.ip().is_unspecified() {
+                ui.weak("(every network interface)");
+            }
+        });
+        ui.add_space(4.0);
+        let port = addr.port();
+        let ip = addr.ip();
+        if ip.is_loopback() {
+            ui.label("Only this machine can connect (a loopback address). To share with other machines, stop and listen on 0.0.0.0.");
+            address_row(ui, addr);
+        } else if ip.is_unspecified() {
+            match lan {
+                None => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("Looking up this machine's addresses…");
+                    });
+                }
+                Some([]) => {
+                    ui.label("This machine has no network address other than loopback: only this machine can connect (127.0.0.1).");
+                }
+                Some(ips) => {
+                    ui.label(RichText::new("On the other machine, open ferry's Client tab and connect to:").size(15.0));
+                    for ip in ips {
+                        address_row(ui, SocketAddr::new(*ip, port));
+                    }
+                }
+            }
+        } else {
+            ui.label(RichText::new("On the other machine, open ferry's Client tab and connect to:").size(15.0));
+            address_row(ui, addr);
+        }
+    });
+}
+
+fn address_row(ui: &mut Ui, addr: SocketAddr) {
+    ui.horizontal(|ui| {
+        ui.add_space(12.0);
+        ui.label(RichText::new(addr.to_string()).size(20.0).monospace().strong());
+        if ui.button("Copy").on_hover_text("Copy this address to the clipboard").clicked() {
+            ui.ctx().copy_text(addr.to_string());
+        }
+    });
+}
+
+fn clients_ui(ui: &mut Ui, tab: &ServerTab) {
+    ui.label(RichText::new(format!("Connected clients ({})", tab.clients.len())).strong());
+    if tab.clients.is_empty() {
+        ui.weak("No one is connected.");
+        return;
+    }
+    egui::Grid::new("clients").num_columns(4).striped(true).spacing([16.0, 6.0]).show(ui, |ui| {
+        ui.weak("Peer");
+        ui.weak("Sending");
+        ui.weak("Progress");
+        ui.weak("Speed");
+        ui.end_row();
+        for (&client, peer) in &tab.clients {
+            let sending: Vec<&ActiveTransfer> = tab.active.values().filter(|t| t.client == client).collect();
+            ui.monospace(peer.to_string());
+            match sending.first() {
+                None => {
+                    ui.weak("browsing");
+                    ui.label("");
+                    ui.label("");
+                }
+                Some(t) => {
+                    ui.label(Escaped(&t.path).to_string());
+                    let frac = if t.size == 0 { 1.0 } else { t.done as f32 / t.size as f32 };
+                    ui.add(egui::ProgressBar::new(frac).desired_width(220.0).text(format!(
+                        "{} of {}",
+                        format::size(t.done),
+                        format::size(t.size)
+                    )));
+                    ui.label(format::speed(t.bytes_per_sec));
+                }
+            }
+            ui.end_row();
+        }
+    });
+}
+
+fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
+    ui.horizontal(|ui| {
+        ui.label(RichText::new("Finished transfers").strong());
+        ui.weak("— compare the MD5 or the colours with the other machine's window");
+    });
+    if tab.finished.is_empty() {
+        ui.weak("Nothing sent yet.");
+    } else {
+        egui::ScrollArea::both().id_salt("finished").max_height(ui.available_height() - 60.0).show(ui, |ui| {
+            egui::Grid::new("finished_grid").num_columns(6).striped(true).spacing([16.0, 6.0]).show(ui, |ui| {
+                for heading in ["Time", "File", "To", "Size", "MD5", "Fingerprint"] {
+                    ui.weak(heading);
+                }
+                ui.end_row();
+                for t in &tab.finished {
+                    ui.weak(&t.when);
+                    ui.add(egui::Label::new(RichText::new(Escaped(&t.path).to_string()).strong()).extend());
+                    ui.add(egui::Label::new(RichText::new(t.peer.to_string()).monospace()).extend());
+                    ui.add(egui::Label::new(format::size(t.size)).extend());
+                    match &t.result {
+                        Ok((md5, elapsed)) => {
+                            let text = RichText::new(format::grouped_hex(&hex(md5))).monospace();
+                            ui.add(egui::Label::new(text).extend())
+                                .on_hover_text(format!("sent in {}", format::duration(*elapsed)));
+                            ui.horizontal(|ui| {
+                                fingerprint_ui(ui, md5, 20.0);
+                                if ui.small_button("Copy MD5").clicked() {
+                                    ui.ctx().copy_text(crate::client::md5sum_line(md5, &t.path));
+                                }
+                            });
+                        }
+                        Err(error) => {
+                            let text =
+                                RichText::new(format!("failed: {}", Escaped(error))).color(verdict::bad_text(ui));
+                            ui.add(egui::Label::new(text).extend());
+                            ui.label("");
+                        }
+                    }
+                    ui.end_row();
+                }
+            });
+        });
+    }
+    if !tab.activity.is_empty() {
+        egui::CollapsingHeader::new(format!("Activity ({})", tab.activity.len())).id_salt("activity").show(ui, |ui| {
+            egui::ScrollArea::vertical().id_salt("activity_scroll").max_height(160.0).show(ui, |ui| {
+                ui.with_layout(Layout::top_down(Align::Min), |ui| {
+                    for line in &tab.activity {
+                        ui.weak(line);
+                    }
+                });
+            });
+        });
+    }
+}

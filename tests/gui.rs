@@ -1,0 +1,360 @@
+#![cfg(feature = "gui")]
+//! The desktop window driven through its accessibility tree (egui_kittest), against real
+//! servers on 127.0.0.1: hosting from the Server tab, browsing and downloading from the Client
+//! tab, the MD5 verdict, a corrupted transfer, and errors shown in the window.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use ferry::client::part_path;
+use ferry::gui::verdict::fingerprint_names;
+use ferry::gui::{FerryApp, State, format::grouped_hex};
+use ferry::protocol::hex;
+use ferry::server::{Server, ServerConfig, ServerEvent};
+use md5::{Digest, Md5};
+
+type App = Harness<'static, FerryApp>;
+
+/// The window with native dialogs off (the typed-path fields stand in for them) and downloads
+/// going to `download_dir`.
+fn app(download_dir: &Path) -> App {
+    let state = State { download_dir: download_dir.display().to_string(), ..State::default() };
+    Harness::builder()
+        .with_size([1100.0, 900.0])
+        // A real frame's length: the default (0.25 s) would space two clicks too far apart to
+        // make a double click.
+        .with_step_dt(1.0 / 60.0)
+        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false))
+}
+
+/// Steps the UI until `done` holds; the workers run on their own threads meanwhile. `run()`
+/// would panic: spinners and progress bars keep asking for repaints.
+#[track_caller]
+fn step_until(h: &mut App, what: &str, timeout: Duration, done: impl Fn(&App) -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        h.step();
+        if done(h) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn type_into(h: &mut App, label: &str, text: &str) {
+    h.get_by_label(label).set_text_value_accesskit(text);
+    h.run_steps(2);
+}
+
+fn click(h: &mut App, label: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(2);
+}
+
+fn double_click(h: &mut App, label: &str) {
+    // The harness's clock advances 1/60 s a step: let the last click age, or egui would count
+    // a triple click.
+    h.run_steps(30);
+    let node = h.get_by_label(label);
+    node.click();
+    node.click();
+    h.run_steps(2);
+}
+
+fn has(h: &App, label: &str) -> bool {
+    h.query_all_by_label_contains(label).next().is_some()
+}
+
+/// Deterministic bytes that do not compress or repeat in any way MD5 would care about.
+fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn md5_of(bytes: &[u8]) -> [u8; 16] {
+    Md5::digest(bytes).into()
+}
+
+/// Hosts from the Server tab (127.0.0.1, port 0) and returns the address it listens on.
+fn host_from_server_tab(h: &mut App, folder: &Path) -> SocketAddr {
+    type_into(h, "Folder to host", &folder.display().to_string());
+    type_into(h, "Listen on", "127.0.0.1");
+    type_into(h, "port", "0");
+    click(h, "Start hosting");
+    step_until(h, "the server to listen", WAIT, |h| h.state().hosting_addr().is_some());
+    h.run_steps(2);
+    let addr = h.state().hosting_addr().unwrap();
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    addr
+}
+
+fn connect_from_client_tab(h: &mut App, addr: &str) {
+    click(h, "Client");
+    type_into(h, "Server address", addr);
+    click(h, "Connect");
+}
+
+#[test]
+fn host_browse_download_and_see_md5_verified() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    std::fs::create_dir(share.path().join("sub")).unwrap();
+    std::fs::write(share.path().join("top.txt"), b"at the top").unwrap();
+    let data = test_bytes(3 * 1024 * 1024 + 17, 7);
+    std::fs::write(share.path().join("sub").join("data.bin"), &data).unwrap();
+
+    let mut h = app(downloads.path());
+    let addr = host_from_server_tab(&mut h, share.path());
+    assert!(has(&h, "Hosting"), "the Server tab says it is hosting");
+    assert!(has(&h, &addr.to_string()), "the Server tab shows the address to type");
+
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the hosted folder's listing", WAIT, |h| h.query_by_label("sub").is_some());
+    assert!(h.query_by_label("top.txt").is_some());
+    assert_eq!(h.state().settings().recent_servers, [addr.to_string()], "a server that answered is remembered");
+
+    double_click(&mut h, "sub");
+    step_until(&mut h, "the listing of sub", WAIT, |h| h.query_by_label("data.bin").is_some());
+    assert!(h.query_by_label("top.txt").is_none());
+
+    click(&mut h, "data.bin");
+    let dest = downloads.path().join("data.bin");
+    assert_eq!(h.get_by_label("Save as").value().as_deref(), Some(dest.display().to_string().as_str()));
+    click(&mut h, "Download");
+    step_until(&mut h, "the verdict", WAIT, |h| has(h, "MD5 verified"));
+
+    let expected = md5_of(&data);
+    assert_eq!(std::fs::read(&dest).unwrap(), data, "the file on disk is the hosted file");
+    assert!(!part_path(&dest).exists());
+    let shown = grouped_hex(&hex(&expected));
+    assert_eq!(h.query_all_by_label(&shown).count(), 2, "both digests shown, equal to one computed here");
+    let fingerprint = format!("fingerprint: {}", fingerprint_names(&expected));
+    assert_eq!(h.query_all_by_label(&fingerprint).count(), 2);
+    assert!(!has(&h, "MD5 mismatch"));
+
+    // The host's tab shows the same digest and the same colours beside the finished transfer.
+    click(&mut h, "Server");
+    step_until(&mut h, "the finished transfer on the Server tab", WAIT, |h| h.query_by_label(&shown).is_some());
+    assert_eq!(h.query_all_by_label(&fingerprint).count(), 1);
+}
+
+#[test]
+fn an_existing_file_is_replaced_only_after_asking() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let data = test_bytes(100_000, 3);
+    std::fs::write(share.path().join("report.pdf"), &data).unwrap();
+    let dest = downloads.path().join("report.pdf");
+    std::fs::write(&dest, b"the user's own file").unwrap();
+
+    let mut h = app(downloads.path());
+    let addr = host_from_server_tab(&mut h, share.path());
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("report.pdf").is_some());
+    click(&mut h, "report.pdf");
+    click(&mut h, "Download");
+    step_until(&mut h, "the question", WAIT, |h| has(h, "Replace the existing file?"));
+    assert_eq!(std::fs::read(&dest).unwrap(), b"the user's own file");
+
+    click(&mut h, "Keep the existing file");
+    step_until(&mut h, "the question to go", WAIT, |h| !has(h, "Replace the existing file?"));
+    assert_eq!(std::fs::read(&dest).unwrap(), b"the user's own file", "kept");
+
+    click(&mut h, "Download again");
+    step_until(&mut h, "the question again", WAIT, |h| has(h, "Replace the existing file?"));
+    click(&mut h, "Replace");
+    step_until(&mut h, "the verdict", WAIT, |h| has(h, "MD5 verified"));
+    assert_eq!(std::fs::read(&dest).unwrap(), data, "replaced once the person said so");
+}
+
+/// Forwards connections to `upstream`. In what the server sends on each connection, the byte
+/// at `flip_at` gets one bit flipped (the listing replies are far shorter, so only file data is
+/// hit), and each 16 KiB waits `pause` (to slow a transfer down).
+fn relay(upstream: SocketAddr, flip_at: Option<u64>, pause: Duration) -> SocketAddr {
+    fn pump(mut from: TcpStream, mut to: TcpStream, flip_at: Option<u64>, pause: Duration) {
+        let mut buf = [0u8; 16 * 1024];
+        let mut pos = 0u64;
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if let Some(at) = flip_at
+                && (pos..pos + n as u64).contains(&at)
+            {
+                buf[(at - pos) as usize] ^= 0x01;
+            }
+            pos += n as u64;
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            if !pause.is_zero() {
+                thread::sleep(pause);
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for client in listener.incoming().take(8) {
+            let Ok(client) = client else { break };
+            let Ok(server) = TcpStream::connect(upstream) else { break };
+            let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            thread::spawn(move || pump(c, s, None, Duration::ZERO));
+            thread::spawn(move || pump(server, client, flip_at, pause));
+        }
+    });
+    addr
+}
+
+fn spawn_server(root: &Path) -> (Server, SocketAddr) {
+    let (server, events) = Server::spawn(ServerConfig::new(root, "127.0.0.1:0"), None);
+    for event in events.iter() {
+        match event {
+            ServerEvent::Listening { addr, .. } => return (server, addr),
+            ServerEvent::StartFailed { error } => panic!("{error}"),
+            _ => {}
+        }
+    }
+    panic!("the server stopped before listening");
+}
+
+#[test]
+fn a_corrupted_transfer_shows_mismatch_and_saves_nothing() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let data = test_bytes(4 * 1024 * 1024, 11);
+    std::fs::write(share.path().join("video.mp4"), &data).unwrap();
+    let (_server, upstream) = spawn_server(share.path());
+    let relay = relay(upstream, Some(2 * 1024 * 1024 + 12_345), Duration::ZERO);
+
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &relay.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("video.mp4").is_some());
+    click(&mut h, "video.mp4");
+    click(&mut h, "Download");
+    step_until(&mut h, "the verdict", WAIT, |h| has(h, "MD5 mismatch: file not saved"));
+
+    let dest = downloads.path().join("video.mp4");
+    assert!(!dest.exists(), "no final file after a mismatch");
+    assert!(!part_path(&dest).exists(), "and no partial file either");
+    assert!(!has(&h, "MD5 verified"));
+    // What the host sent is the real file's digest; what was computed here differs.
+    let real = grouped_hex(&hex(&md5_of(&data)));
+    assert_eq!(h.query_all_by_label(&real).count(), 1);
+    assert_eq!(h.query_all_by_label_contains("fingerprint:").count(), 2);
+    assert!(h.query_by_label("Download again").is_some(), "one click to try again");
+}
+
+#[test]
+fn a_cancelled_download_resumes_with_one_click() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let data = test_bytes(8 * 1024 * 1024, 5);
+    std::fs::write(share.path().join("album.zip"), &data).unwrap();
+    let (_server, upstream) = spawn_server(share.path());
+    // About 8 MiB/s: a few seconds for the file, time enough to cancel it mid-way.
+    let slow = relay(upstream, None, Duration::from_millis(2));
+
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &slow.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("album.zip").is_some());
+    click(&mut h, "album.zip");
+    click(&mut h, "Download");
+    step_until(&mut h, "progress", WAIT, |h| has(h, "of 8.00 MiB") && !has(h, "0 B of"));
+    click(&mut h, "Cancel");
+    step_until(&mut h, "the cancellation", WAIT, |h| has(h, "Cancelled"));
+    let dest = downloads.path().join("album.zip");
+    let kept = std::fs::metadata(part_path(&dest)).map(|m| m.len()).unwrap_or(0);
+    assert!(kept > 0 && kept < data.len() as u64, "the partial download is kept ({kept} bytes)");
+    assert!(!dest.exists());
+
+    click(&mut h, "Resume");
+    step_until(&mut h, "the verdict", WAIT, |h| has(h, "MD5 verified"));
+    assert!(has(&h, "resumed after"), "the verdict says the download was resumed");
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    assert!(!part_path(&dest).exists());
+}
+
+#[test]
+fn an_unreachable_address_shows_an_error_in_the_window() {
+    let downloads = tempfile::tempdir().unwrap();
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &closed.to_string());
+    step_until(&mut h, "the error", WAIT, |h| has(h, "Cannot connect to"));
+    assert!(has(&h, "connection refused"), "the reason is shown");
+    assert!(h.state().settings().recent_servers.is_empty(), "an address that never answered is not remembered");
+
+    type_into(&mut h, "Server address", "no-such-port:x");
+    click(&mut h, "Connect");
+    step_until(&mut h, "the address error", WAIT, |h| has(h, "is not a port number"));
+}
+
+#[test]
+fn hosting_errors_appear_in_the_window() {
+    let downloads = tempfile::tempdir().unwrap();
+    let share = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+
+    let mut h = app(downloads.path());
+    type_into(&mut h, "Folder to host", &share.path().join("gone").display().to_string());
+    type_into(&mut h, "Listen on", "127.0.0.1");
+    type_into(&mut h, "port", "0");
+    click(&mut h, "Start hosting");
+    step_until(&mut h, "the missing-folder error", WAIT, |h| has(h, "cannot host"));
+    step_until(&mut h, "hosting to stop", WAIT, |h| h.query_by_label("Start hosting").is_some());
+
+    type_into(&mut h, "Folder to host", &share.path().display().to_string());
+    type_into(&mut h, "port", &port.to_string());
+    click(&mut h, "Start hosting");
+    step_until(&mut h, "the port-in-use error", WAIT, |h| has(h, "the port is in use"));
+    assert!(h.state().hosting_addr().is_none());
+    drop(taken);
+}
+
+#[test]
+fn ten_thousand_entries_draw_only_the_visible_rows_and_filter() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    for i in 0..10_000 {
+        std::fs::File::create(share.path().join(format!("file_{i:05}.txt"))).unwrap();
+    }
+    let (_server, addr) = spawn_server(share.path());
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("file_00000.txt").is_some());
+
+    let rows = h.query_all_by_role(Role::ListItem).count();
+    assert!((5..100).contains(&rows), "{rows} rows drawn for 10,000 entries");
+    let started = Instant::now();
+    h.run_steps(10);
+    let per_frame = started.elapsed() / 10;
+    assert!(per_frame < Duration::from_millis(250), "{per_frame:?} per frame");
+
+    h.get_by_label("Filter").set_text_value_accesskit("09999");
+    h.run_steps(3);
+    assert_eq!(h.query_all_by_role(Role::ListItem).count(), 1);
+    assert!(h.query_by_label("file_09999.txt").is_some());
+}
