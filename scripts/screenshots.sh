@@ -14,7 +14,7 @@
 #   client-mismatch.png                   a damaged transfer (in the light theme)
 #
 # Nobody clicks: the window is driven by ferry's hidden demo mode, FERRY_DEMO, a `;`-separated
-# list of key=value (host=DIR, bind=HOST:PORT, connect=ADDR, open=FOLDER, get=PATH, dest=DIR,
+# list of key=value (host=DIR, bind=HOST:PORT, pin=PIN, connect=ADDR, open=FOLDER, get=PATH, dest=DIR,
 # tab=server|client; see src/gui/mod.rs). In demo mode nothing is saved and no native dialog
 # opens.
 set -euo pipefail
@@ -138,12 +138,12 @@ wait_for() { # wait_for SECONDS COMMAND...
 }
 part_over() { [[ -f "$1" ]] && (($(stat -c %s "$1") > $2)); }
 
-start_app host "host=$share;bind=0.0.0.0:$port;tab=server"
+start_app host "host=$share;bind=0.0.0.0:$port;pin=482913;tab=server"
 host_display=$display
 wait_for 30 python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)"
 sleep 1
 
-start_app client "connect=127.0.0.1:$slow;open=videos;get=videos/holiday.mp4;dest=$work/downloads;tab=client"
+start_app client "pin=482913;connect=127.0.0.1:$slow;open=videos;get=videos/holiday.mp4;dest=$work/downloads;tab=client"
 client_display=$display
 wait_for 60 part_over "$work/downloads/holiday.mp4.part" $((24 * 1024 * 1024))
 shot "$client_display" client-mid.png
@@ -153,7 +153,7 @@ wait_for 120 test -f "$work/downloads/holiday.mp4"
 sleep 1.5
 shot "$client_display" client-verified.png
 
-start_app mismatch "connect=127.0.0.1:$bad;open=videos;get=videos/holiday.mp4;dest=$work/downloads-2;tab=client;theme=light"
+start_app mismatch "pin=482913;connect=127.0.0.1:$bad;open=videos;get=videos/holiday.mp4;dest=$work/downloads-2;tab=client;theme=light"
 mismatch_display=$display
 sleep 8 # unpaced: 64 MiB arrive, fail the check and are thrown away within a few seconds
 shot "$mismatch_display" client-mismatch.png

@@ -99,7 +99,7 @@ pub enum Command {
 pub fn run(command: Command) -> i32 {
     match command {
         Command::Serve { dir, bind, max_clients, idle_timeout, pin } => {
-            let pin = pin.map(|p| if p.is_empty() { random_pin() } else { p });
+            let pin = pin.map(|p| if p.is_empty() { crate::server::random_pin() } else { p });
             let mut config = ServerConfig::new(dir, bind);
             config.max_clients = max_clients.max(1);
             config.idle_timeout = Duration::from_secs(idle_timeout.max(1));
@@ -119,12 +119,6 @@ pub fn run(command: Command) -> i32 {
             EXIT_FAILURE
         }
     }
-}
-
-fn random_pin() -> String {
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).expect("the operating system's random source");
-    format!("{:06}", u32::from_le_bytes(bytes) % 1_000_000)
 }
 
 fn now() -> String {

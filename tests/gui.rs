@@ -358,3 +358,26 @@ fn ten_thousand_entries_draw_only_the_visible_rows_and_filter() {
     assert_eq!(h.query_all_by_role(Role::ListItem).count(), 1);
     assert!(h.query_by_label("file_09999.txt").is_some());
 }
+
+#[test]
+fn hosting_with_a_pin_shows_it_and_clients_must_give_it() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("guarded.txt"), b"behind a PIN").unwrap();
+    let mut h = app(downloads.path());
+    click(&mut h, "Require a PIN");
+    type_into(&mut h, "PIN", "424242");
+    let addr = host_from_server_tab(&mut h, share.path());
+    assert!(has(&h, "424242"), "the PIN is shown so the host can read it out");
+    assert!(has(&h, "Only this machine can connect"), "a loopback address says so plainly");
+
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the PIN request", WAIT, |h| has(h, "asks for a PIN"));
+    assert!(!has(&h, "guarded.txt"), "nothing is listed without the PIN");
+    type_into(&mut h, "PIN", "111111");
+    click(&mut h, "Connect");
+    step_until(&mut h, "the wrong PIN refusal", WAIT, |h| has(h, "wrong PIN"));
+    type_into(&mut h, "PIN", "424242");
+    click(&mut h, "Connect");
+    step_until(&mut h, "the listing", WAIT, |h| has(h, "guarded.txt"));
+}

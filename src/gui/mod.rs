@@ -58,6 +58,8 @@ pub struct State {
     /// The address to listen on, without the port (`0.0.0.0`: every interface).
     pub bind_host: String,
     pub port: u16,
+    /// Whether hosting asks clients for a PIN (the PIN itself is never saved).
+    pub require_pin: bool,
     /// The address in the Client tab's field.
     pub server_addr: String,
     /// Servers connected to, most recent first.
@@ -73,6 +75,7 @@ impl Default for State {
             host_folder: String::new(),
             bind_host: "0.0.0.0".into(),
             port: DEFAULT_PORT,
+            require_pin: false,
             server_addr: String::new(),
             recent_servers: Vec::new(),
             download_dir: String::new(),
@@ -477,6 +480,12 @@ impl FerryApp {
                 "connect" => {
                     self.state.server_addr = value;
                     commands.push(Command::Connect);
+                }
+                "pin" => {
+                    // Hosting asks for it, and connecting gives it.
+                    self.state.require_pin = true;
+                    self.server.pin = value.clone();
+                    self.client.pin = value;
                 }
                 "open" => demo.open = Some(value),
                 "get" => demo.get = Some(value),

@@ -57,6 +57,10 @@ pub(crate) struct ServerTab {
     pub(crate) hosting: Hosting,
     pub(crate) error: Option<String>,
     pub(crate) port_text: String,
+    /// The PIN clients must give when `State::require_pin` is on: fresh each run, never saved.
+    pub(crate) pin: String,
+    /// The PIN the running server asks for.
+    active_pin: Option<String>,
     clients: BTreeMap<ClientId, SocketAddr>,
     active: BTreeMap<TransferId, ActiveTransfer>,
     finished: VecDeque<FinishedTransfer>,
@@ -74,6 +78,8 @@ impl ServerTab {
             hosting: Hosting::Idle,
             error: None,
             port_text: state.port.to_string(),
+            pin: crate::server::random_pin(),
+            active_pin: None,
             clients: BTreeMap::new(),
             active: BTreeMap::new(),
             finished: VecDeque::new(),
@@ -123,7 +129,16 @@ impl ServerTab {
         } else {
             format!("{host}:{port}")
         };
-        let config = ServerConfig::new(expand_path(folder), bind);
+        let mut config = ServerConfig::new(expand_path(folder), bind);
+        if state.require_pin {
+            let pin = self.pin.trim();
+            if pin.is_empty() {
+                self.error = Some("Type a PIN, or untick \"Require a PIN\".".into());
+                return;
+            }
+            config.pin = Some(pin.to_string());
+        }
+        self.active_pin = config.pin.clone();
         let (server, events) = Server::spawn(config, Some(self.notify.clone()));
         self.server = Some(server);
         self.events = Some(events);
@@ -293,6 +308,26 @@ pub(crate) fn server_ui(
             });
         });
         ui.end_row();
+
+        ui.label("Access");
+        ui.horizontal(|ui| {
+            ui.add_enabled_ui(idle, |ui| {
+                ui.checkbox(&mut state.require_pin, "Require a PIN").on_hover_text(
+                    "Clients must type this PIN to connect. It keeps out passers-by; it is not encryption.",
+                );
+                if state.require_pin {
+                    let pin_label = ui.label("PIN");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut tab.pin).desired_width(90.0).font(egui::TextStyle::Monospace),
+                    )
+                    .labelled_by(pin_label.id);
+                    if ui.button("New PIN").clicked() {
+                        tab.pin = crate::server::random_pin();
+                    }
+                }
+            });
+        });
+        ui.end_row();
     });
     ui.add_space(6.0);
 
@@ -325,7 +360,7 @@ pub(crate) fn server_ui(
 
     if let Hosting::Listening { addr, root } = &tab.hosting {
         ui.add_space(8.0);
-        listening_ui(ui, *addr, root, tab.lan.as_deref());
+        listening_ui(ui, *addr, root, tab.lan.as_deref(), tab.active_pin.as_deref());
     }
 
     ui.add_space(10.0);
@@ -336,7 +371,7 @@ pub(crate) fn server_ui(
     finished_ui(ui, tab);
 }
 
-fn listening_ui(ui: &mut Ui, addr: SocketAddr, root: &std::path::Path, lan: Option<&[IpAddr]>) {
+fn listening_ui(ui: &mut Ui, addr: SocketAddr, root: &std::path::Path, lan: Option<&[IpAddr]>, pin: Option<&str>) {
     egui::Frame::group(ui.style()).inner_margin(12.0).show(ui, |ui| {
         ui.set_width(ui.available_width());
         ui.horizontal_wrapped(|ui| {
@@ -375,6 +410,19 @@ fn listening_ui(ui: &mut Ui, addr: SocketAddr, root: &std::path::Path, lan: Opti
         } else {
             ui.label(RichText::new("On the other machine, open ferry's Client tab and connect to:").size(15.0));
             address_row(ui, addr);
+        }
+        ui.add_space(4.0);
+        match pin {
+            Some(pin) => {
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new("PIN:").size(18.0));
+                    ui.label(RichText::new(pin).size(24.0).monospace().strong());
+                    ui.weak("read it out to the person connecting");
+                });
+            }
+            None => {
+                ui.weak("No PIN: anyone who can reach this address can download.");
+            }
         }
     });
 }

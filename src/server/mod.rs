@@ -72,6 +72,13 @@ impl ServerConfig {
     }
 }
 
+/// A random 6-digit PIN from the operating system's random source.
+pub fn random_pin() -> String {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    format!("{:06}", u32::from_le_bytes(bytes) % 1_000_000)
+}
+
 /// Identifies one client connection for the lifetime of a server.
 pub type ClientId = u64;
 /// Identifies one transfer for the lifetime of a server.
