@@ -231,11 +231,11 @@ struct Proc {
     reaped: bool,
 }
 
-/// How a child ended.
+/// How a child ended. (Its `ru_maxrss` is deliberately not used: on Linux a spawned child's
+/// `ru_maxrss` includes the spawning parent's RSS, since posix_spawn shares the parent's memory
+/// until exec and exec records the old memory's high-water mark. See [`RssSampler`].)
 struct Exit {
     status: ExitStatus,
-    /// Peak resident set size, KiB (`ru_maxrss`).
-    max_rss_kib: u64,
 }
 
 impl Proc {
@@ -258,9 +258,8 @@ impl Proc {
         self.child.stderr.take().expect("stderr was piped")
     }
 
-    /// Waits for the exit (optionally giving up after `timeout`), then reaps with `wait4` for
-    /// the child's rusage. The pid leaves [`LIVE`] before it is reaped, so nothing kills a
-    /// recycled pid.
+    /// Waits for the exit (optionally giving up after `timeout`), then reaps it. The pid leaves
+    /// [`LIVE`] before it is reaped, so nothing kills (or samples) a recycled pid.
     fn wait_for(&mut self, timeout: Option<Duration>) -> Result<Option<Exit>> {
         if self.reaped {
             return Err(format!("{} was already reaped", self.name));
@@ -289,9 +288,8 @@ impl Proc {
         let mut lock = live();
         lock.retain(|&p| p != pid);
         let mut status = 0;
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let r = loop {
-            let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
             if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
@@ -302,7 +300,7 @@ impl Proc {
         if r == -1 {
             return Err(format!("reaping {}: {}", self.name, std::io::Error::last_os_error()));
         }
-        Ok(Some(Exit { status: ExitStatus::from_raw(status), max_rss_kib: usage.ru_maxrss.max(0) as u64 }))
+        Ok(Some(Exit { status: ExitStatus::from_raw(status) }))
     }
 
     fn wait(&mut self) -> Result<Exit> {
@@ -372,6 +370,49 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Samples a child's peak RSS (VmHWM in /proc/PID/status, a high-water mark of the child's own
+/// memory since its exec) every few milliseconds until it exits. Only growth in the last few
+/// milliseconds before exit could be missed; a transfer's peak comes long before.
+struct RssSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pid: i32) -> RssSampler {
+        use std::sync::atomic::Ordering::SeqCst;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (stop2, peak2) = (stop.clone(), peak.clone());
+        let thread = thread::spawn(move || {
+            while !stop2.load(SeqCst) {
+                {
+                    // Under the LIVE lock: a pid still listed there is not reaped, so not reused.
+                    let lock = live();
+                    if !lock.contains(&pid) {
+                        break;
+                    }
+                    if let Some(kib) = vm_hwm_kib(pid) {
+                        peak2.fetch_max(kib, SeqCst);
+                    }
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+        });
+        RssSampler { stop, peak, thread: Some(thread) }
+    }
+
+    /// The peak seen, KiB (call after the child has exited).
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -1032,8 +1073,10 @@ impl Bench<'_> {
         let out = Drain::new(get.take_stdout(), 20);
         let err = Drain::new(get.take_stderr(), 20);
         let dog = Watchdog::arm(vec![get.pid()], secs_limit(self.opts.size));
+        let rss = RssSampler::start(get.pid());
         let exit = get.wait()?;
         let secs = start.elapsed().as_secs_f64();
+        let peak_kib = rss.finish();
         if dog.finish() {
             return Err(format!("{what}: ferry get took too long and was stopped"));
         }
@@ -1054,7 +1097,7 @@ impl Bench<'_> {
             self.check_digest(&format!("{what} (md5sum of the saved file)"), &t.digest)?;
         }
         remove_file_if_any(dest)?;
-        Ok((self.mbps(secs), exit.max_rss_kib))
+        Ok((self.mbps(secs), peak_kib))
     }
 
     fn run_ferry_cold(&mut self, first: bool) -> Result<f64> {
@@ -1271,7 +1314,8 @@ fn run(opts: &Options) -> Result<Vec<String>> {
     say(format!("argv:     {}", opts.argv.join(" ")));
     say(format!("machine:  {}", machine.line()));
     say(format!("date:     {}", chrono::Local::now().format("%Y-%m-%d %H:%M %Z")));
-    say(format!("load avg: {} (1, 5, 15 min) before the run", loadavg()));
+    let load_before = loadavg();
+    say(format!("load avg: {load_before} (1, 5, 15 min) before the run"));
     let profile = if cfg!(debug_assertions) { "debug build: figures are NOT meaningful" } else { "optimised build" };
     say(format!("ferry:    {FERRY} ({}, {profile})", tool_version(FERRY, &["--version"])));
     if !opts.bench_mode {
@@ -1432,10 +1476,11 @@ fn run(opts: &Options) -> Result<Vec<String>> {
         }
     }
     drop(http);
-    say(format!("load avg: {} (1, 5, 15 min) after the run", loadavg()));
+    let load = format!("{load_before} before, {} after (1, 5, 15 min)", loadavg());
+    say(format!("load avg: {load}"));
     say("");
 
-    let report = report(opts, &machine, &command, &rows, &bench);
+    let report = report(opts, &Context { machine: &machine, command: &command, load: &load }, &rows, &bench);
     say(report);
     let problems = std::mem::take(&mut bench.problems);
     *WORK_DIR.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -1446,12 +1491,20 @@ fn run(opts: &Options) -> Result<Vec<String>> {
 // ---------------------------------------------------------------------------------------------
 // The report (Markdown, ready for docs/benchmarks.md)
 
-fn report(opts: &Options, machine: &Machine, command: &str, rows: &Rows, bench: &Bench<'_>) -> String {
+/// What the report says about the run itself.
+struct Context<'a> {
+    machine: &'a Machine,
+    command: &'a str,
+    load: &'a str,
+}
+
+fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) -> String {
     let mut s = String::new();
     let size = size_arg(opts.size);
     let _ = writeln!(s, "## Results\n");
-    let _ = writeln!(s, "- Machine: {}", machine.line());
-    let _ = writeln!(s, "- Command: `{command}`");
+    let _ = writeln!(s, "- Machine: {}", cx.machine.line());
+    let _ = writeln!(s, "- Command: `{}`", cx.command);
+    let _ = writeln!(s, "- Date: {}; load average {}", chrono::Local::now().format("%Y-%m-%d %H:%M %Z"), cx.load);
     let _ = writeln!(
         s,
         "- Big file: {size} of random bytes, 127.0.0.1, work folder on {}; median (min–max) of {} run{}; MB = 10^6 bytes",
