@@ -12,5 +12,6 @@ pub mod gui;
 pub mod net;
 pub mod pipeline;
 pub mod protocol;
+pub mod rate;
 pub mod server;
 pub mod sink;

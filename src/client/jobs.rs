@@ -156,27 +156,6 @@ impl Jobs {
     }
 }
 
-/// Rate over roughly the last second, updated as progress arrives.
-struct Rate {
-    window: std::collections::VecDeque<(Instant, u64)>,
-}
-
-impl Rate {
-    fn new() -> Self {
-        Rate { window: Default::default() }
-    }
-
-    fn update(&mut self, now: Instant, done: u64) -> f64 {
-        self.window.push_back((now, done));
-        while self.window.len() > 2 && now.duration_since(self.window[1].0) > Duration::from_secs(1) {
-            self.window.pop_front();
-        }
-        let (t0, d0) = self.window[0];
-        let dt = now.duration_since(t0).as_secs_f64();
-        if dt <= 0.0 { 0.0 } else { done.saturating_sub(d0) as f64 / dt }
-    }
-}
-
 fn run_download(
     addr: &str,
     opts: &ConnectOptions,
@@ -187,7 +166,7 @@ fn run_download(
     let part = part_path(&req.dest);
     let result = Connection::connect_with(addr, opts, Some(cancel)).and_then(|mut conn| {
         emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
-        let mut rate = Rate::new();
+        let mut rate = crate::rate::RateMeter::default();
         let mut last: Option<(Instant, u64)> = None;
         conn.download(req, cancel, &mut |p| {
             let now = Instant::now();

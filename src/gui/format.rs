@@ -1,7 +1,6 @@
 //! Numbers as people read them: sizes in KiB/MiB/GiB, speeds, time left, dates.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::HumanBytes;
 
@@ -69,23 +68,7 @@ pub fn grouped_hex(hex: &str) -> String {
     out
 }
 
-/// Bytes per second over roughly the last second, fed with running totals.
-#[derive(Debug, Default)]
-pub struct RateMeter {
-    window: VecDeque<(Instant, u64)>,
-}
-
-impl RateMeter {
-    pub fn update(&mut self, now: Instant, done: u64) -> f64 {
-        self.window.push_back((now, done));
-        while self.window.len() > 2 && now.duration_since(self.window[1].0) > Duration::from_secs(1) {
-            self.window.pop_front();
-        }
-        let (t0, d0) = self.window[0];
-        let dt = now.duration_since(t0).as_secs_f64();
-        if dt <= 0.0 { 0.0 } else { done.saturating_sub(d0) as f64 / dt }
-    }
-}
+pub use crate::rate::RateMeter;
 
 #[cfg(test)]
 mod tests {
@@ -112,14 +95,5 @@ mod tests {
     #[test]
     fn hex_is_grouped_by_eight() {
         assert_eq!(grouped_hex("d41d8cd98f00b204e9800998ecf8427e"), "d41d8cd9 8f00b204 e9800998 ecf8427e");
-    }
-
-    #[test]
-    fn rate_is_bytes_over_the_window() {
-        let mut r = RateMeter::default();
-        let t = Instant::now();
-        assert_eq!(r.update(t, 0), 0.0);
-        let v = r.update(t + Duration::from_millis(500), 1000);
-        assert!((v - 2000.0).abs() < 1.0, "{v}");
     }
 }

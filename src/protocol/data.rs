@@ -163,13 +163,7 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    struct OneByte<R>(R);
-    impl<R: Read> Read for OneByte<R> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = buf.len().min(1);
-            self.0.read(&mut buf[..n])
-        }
-    }
+    use crate::protocol::test_io::OneByte;
 
     // Known answers from RFC 1321's test suite.
     #[test]

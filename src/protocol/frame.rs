@@ -105,14 +105,7 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    /// A reader that hands out one byte per `read` call, like a very fragmented TCP stream.
-    struct OneByte<R>(R);
-    impl<R: Read> Read for OneByte<R> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = buf.len().min(1);
-            self.0.read(&mut buf[..n])
-        }
-    }
+    use crate::protocol::test_io::OneByte;
 
     /// A reader that fails with `Interrupted` before every successful read.
     struct Interrupting<R> {

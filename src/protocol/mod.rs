@@ -72,6 +72,22 @@ pub fn parse_hex(s: &str) -> Option<Md5Digest> {
     Some(out)
 }
 
+/// Readers that misbehave the way networks do, for the protocol's unit tests.
+#[cfg(test)]
+pub(crate) mod test_io {
+    use std::io::{self, Read};
+
+    /// A reader that hands out one byte per `read` call, like a very fragmented TCP stream.
+    pub struct OneByte<R>(pub R);
+
+    impl<R: Read> Read for OneByte<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
