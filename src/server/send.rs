@@ -1,16 +1,18 @@
 //! Answering `get`: the reply, then one data section (size prefix, bytes, MD5 trailer).
 //!
-//! Two paths, one wire format:
-//! - **cold** (digest unknown): read the file in large chunks into one reusable buffer, hash
-//!   each chunk as it passes, write it. The reply, the data prefix and (for small files) the
-//!   bytes and the trailer share a single write, so a small file costs one system call and
-//!   never waits on Nagle's algorithm.
-//! - **warm** (digest remembered for this exact file version, see [`super::digest_cache`]):
-//!   large files go out with `sendfile(2)`, zero-copy and without hashing.
+//! Three paths, one wire format:
+//! - **small, cold or warm** (under 1 MiB): read the file into one reusable buffer behind the
+//!   reply and the data prefix, hash it inline (unless the digest is remembered), append the
+//!   trailer: a small file costs one write and never waits on Nagle's algorithm.
+//! - **large, cold** (digest unknown): this thread reads each 256 KiB chunk and hands it to a
+//!   hashing thread ([`crate::pipeline::HashPipe`]), while the same range goes to the socket by
+//!   `sendfile(2)`, so the bytes are not copied through user space a second time.
+//! - **large, warm** (digest remembered for this exact file version, see
+//!   [`super::digest_cache`]): `sendfile` only, zero-copy and without hashing.
 //!
-//! Either way, if the file changes while it is being sent (its size or change times differ at
-//! the end), the connection is closed before the trailer: the client sees an incomplete
-//! transfer rather than a digest that may not describe what it received.
+//! Whatever the path, if the file changes while it is being sent (its size or change times
+//! differ at the end), the connection is closed before the trailer: the client sees an
+//! incomplete transfer rather than a digest that may not describe what it received.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
