@@ -224,9 +224,18 @@ fn a_client_that_stops_reading_is_timed_out_and_freed() {
 #[test]
 fn a_client_that_says_nothing_is_timed_out_and_freed() {
     let srv = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(300));
-    let _silent = std::net::TcpStream::connect(srv.addr).unwrap();
+    let mut silent = std::net::TcpStream::connect(srv.addr).unwrap();
     let mut hello = Connection::connect(&srv.addr_string(), &ConnectOptions::default()).unwrap();
-    thread::sleep(Duration::from_millis(800));
+    let t = Instant::now();
+    let gone = wait_for(&srv.events, Duration::from_secs(10), |e| matches!(e, ServerEvent::ClientDisconnected { .. }));
+    match gone {
+        ServerEvent::ClientDisconnected { reason: Some(r), .. } => assert!(r.contains("idle"), "{r}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() >= Duration::from_millis(250), "not before the idle timeout");
+    // The socket that never said hello was closed too (EOF, not a read timeout).
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(std::io::Read::read(&mut silent, &mut [0u8; 16]).unwrap_or(0), 0);
     // Both the silent socket and the idle greeted connection were closed; a new one works.
     assert!(hello.list("").is_err(), "idle connection was closed");
     let mut fresh = Connection::connect(&srv.addr_string(), &ConnectOptions::default()).unwrap();
