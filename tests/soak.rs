@@ -104,8 +104,13 @@ fn sixty_four_clients_in_a_loop_then_back_to_idle() {
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(500));
-    let busy_threads = threads(pid);
+    // Wait (bounded) until every client has its own server thread.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut busy_threads = threads(pid);
+    while busy_threads < idle_threads + CLIENTS && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        busy_threads = threads(pid);
+    }
     for (c, h) in clients.into_iter().enumerate() {
         h.join().unwrap_or_else(|_| panic!("client {c} failed"));
     }
