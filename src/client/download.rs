@@ -2,7 +2,7 @@
 //! into place only after its MD5 matches the trailer (and after an fsync).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::{CancelToken, ClientError, Connection};
@@ -224,17 +224,10 @@ fn receive(
 /// Hashes the first `len` bytes of what is already on disk (a resumed download).
 fn hash_existing(file: &mut File, len: u64, hasher: &mut Md5, buf: &mut [u8]) -> io::Result<()> {
     file.seek(SeekFrom::Start(0))?;
-    let mut done = 0u64;
-    while done < len {
-        let want = (len - done).min(buf.len() as u64) as usize;
-        let n = file.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the .part file shrank"));
-        }
-        hasher.update(&buf[..n]);
-        done += n as u64;
-    }
-    Ok(())
+    data::copy_hashed(file, &mut io::sink(), len, hasher, buf, &mut |_| true).map_err(|e| match e {
+        CopyError::Read { error, .. } => error,
+        _ => io::Error::new(io::ErrorKind::UnexpectedEof, "the .part file shrank"),
+    })
 }
 
 /// Refuses early when the destination's file system visibly lacks room.

@@ -41,6 +41,19 @@ fn reply_error(stream: &mut TcpStream, out: &mut Vec<u8>, e: &ErrorReply) -> io:
     send_all(stream, out)
 }
 
+/// Reports a refused request and answers it with `e`; the connection stays usable.
+pub(super) fn refuse(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    (client, peer): (ClientId, SocketAddr),
+    request: String,
+    e: &ErrorReply,
+) -> io::Result<()> {
+    shared.sink.send(ServerEvent::RequestRefused { client, peer, request, error: e.to_string() });
+    reply_error(stream, out, e)
+}
+
 /// Answers a client past the connection cap with `busy`, on a short-lived thread so the accept
 /// loop never waits for it.
 pub(super) fn reject_busy(shared: &std::sync::Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
@@ -208,8 +221,7 @@ fn serve(
             return Some("server stopped".into());
         }
         let refuse = |stream: &mut TcpStream, out: &mut Vec<u8>, request: String, e: ErrorReply| {
-            shared.sink.send(ServerEvent::RequestRefused { client, peer, request, error: e.to_string() });
-            reply_error(stream, out, &e)
+            refuse(shared, stream, out, (client, peer), request, &e)
         };
         let sent = match parse_request(&payload) {
             Err(e) => refuse(&mut stream, &mut out, "?".into(), e),

@@ -23,7 +23,7 @@ use super::conn::{BUF_LEN, encode_ok};
 use super::digest_cache::FileKey;
 use super::{ClientId, Root, ServerEvent, Shared, TransferId, send_all};
 use crate::pipeline::{self, HashPipe};
-use crate::protocol::data::{self, Digest, Md5};
+use crate::protocol::data::{self, CopyError, Digest, Md5};
 use crate::protocol::message::{ErrorCode, ErrorReply, GetReply};
 use crate::protocol::path::Escaped;
 use crate::protocol::{MD5_LEN, Md5Digest, frame};
@@ -100,18 +100,16 @@ pub(super) fn handle_get(
     req: GetRequest<'_>,
 ) -> GetEnd {
     let GetRequest { client, peer, path, offset } = req;
-    let refuse = |stream: &mut TcpStream, out: &mut Vec<u8>, e: ErrorReply| {
-        shared.sink.send(ServerEvent::RequestRefused {
-            client,
-            peer,
-            request: format!("get {}", Escaped(path)),
-            error: e.to_string(),
-        });
-        super::conn::encode(out, &e);
-        match send_all(stream, out) {
-            Ok(()) => GetEnd::Continue,
-            Err(e) => GetEnd::Close(format!("cannot answer: {e}")),
-        }
+    let refuse = |stream: &mut TcpStream, out: &mut Vec<u8>, e: ErrorReply| match super::conn::refuse(
+        shared,
+        stream,
+        out,
+        (client, peer),
+        format!("get {}", Escaped(path)),
+        &e,
+    ) {
+        Ok(()) => GetEnd::Continue,
+        Err(e) => GetEnd::Close(format!("cannot answer: {e}")),
     };
     let opened = match root.open_file(path) {
         Ok(o) => o,
@@ -170,20 +168,10 @@ fn unchanged(file: &File, key: FileKey) -> bool {
 
 /// Reads and hashes the bytes before `offset` (a resumed transfer), leaving the file there.
 fn hash_prefix(file: &mut File, offset: u64, hasher: &mut Md5, buf: &mut [u8]) -> Result<(), Abort> {
-    let mut done = 0u64;
-    while done < offset {
-        let want = (offset - done).min(buf.len() as u64) as usize;
-        match file.read(&mut buf[..want]) {
-            Ok(0) => return Err(Abort::Shrank { sent: 0, expected: offset }),
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                done += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Abort::Read(e)),
-        }
-    }
-    Ok(())
+    data::copy_hashed(file, &mut io::sink(), offset, hasher, buf, &mut |_| true).map_err(|e| match e {
+        CopyError::Read { error, .. } => Abort::Read(error),
+        _ => Abort::Shrank { sent: 0, expected: offset },
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
