@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::jobs::{EventKind, Jobs};
 use crate::client::{ClientError, ConnectOptions, Connection, DownloadRequest, md5sum_line};
+use crate::format;
 use crate::protocol::message::EntryKind;
 use crate::protocol::path::{Escaped, default_local_name};
 use crate::protocol::{hex, message};
@@ -121,19 +122,10 @@ pub fn run(command: Command) -> i32 {
     }
 }
 
-fn now() -> String {
-    chrono::Local::now().format("%H:%M:%S").to_string()
-}
-
 fn log(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{} {line}", now());
+    let _ = writeln!(out, "{} {line}", format::clock_now());
     let _ = out.flush();
-}
-
-fn rate(bytes: u64, elapsed: Duration) -> String {
-    let secs = elapsed.as_secs_f64().max(1e-6);
-    format!("{}/s", HumanBytes((bytes as f64 / secs) as u64))
 }
 
 fn serve(config: ServerConfig) -> i32 {
@@ -183,7 +175,7 @@ fn serve(config: ServerConfig) -> i32 {
             },
             ServerEvent::TransferStarted { client, transfer, path, size, offset, .. } => {
                 let from = if offset > 0 { format!(" from byte {offset}") } else { String::new() };
-                log(format_args!("client {client} get \"{}\" ({}){from}", Escaped(&path), HumanBytes(size)));
+                log(format_args!("client {client} get \"{}\" ({}){from}", Escaped(&path), format::size(size)));
                 transfers.insert(transfer, (client, path));
             }
             ServerEvent::TransferProgress { .. } => {}
@@ -192,9 +184,9 @@ fn serve(config: ServerConfig) -> i32 {
                     log(format_args!(
                         "client {client} sent \"{}\": {} in {:.2} s ({}), md5 {}",
                         Escaped(&path),
-                        HumanBytes(sent),
+                        format::size(sent),
                         elapsed.as_secs_f64(),
-                        rate(sent, elapsed),
+                        format::speed(sent as f64 / elapsed.as_secs_f64().max(1e-6)),
                         hex(&md5)
                     ));
                 }
@@ -236,14 +228,13 @@ fn ls(addr: &str, path: &str, pin: Option<String>) -> i32 {
     message::sort_entries(&mut listing.entries);
     let mut out = std::io::stdout().lock();
     for e in &listing.entries {
-        let when = e
-            .modified
-            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-            .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M").to_string())
-            .unwrap_or_else(|| "-".repeat(16));
+        let when = match format::modified(e.modified) {
+            t if t.is_empty() => "-".repeat(16),
+            t => t,
+        };
         let (size, suffix) = match e.kind {
             EntryKind::Dir => ("-".to_string(), "/"),
-            _ => (e.size.map_or("-".to_string(), |s| HumanBytes(s).to_string()), ""),
+            _ => (e.size.map_or("-".to_string(), format::size), ""),
         };
         if writeln!(out, "{size:>12}  {when}  {}{suffix}", Escaped(&e.name)).is_err() {
             break; // stdout closed (e.g. piped into head)
@@ -313,10 +304,10 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                     last_line = Instant::now();
                     let pct = if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 };
                     eprintln!(
-                        "{pct:5.1}%  {} of {}  {}/s",
-                        HumanBytes(done),
-                        HumanBytes(total),
-                        HumanBytes(bytes_per_sec as u64)
+                        "{pct:5.1}%  {} of {}  {}",
+                        format::size(done),
+                        format::size(total),
+                        format::speed(bytes_per_sec)
                     );
                 }
             }

@@ -12,7 +12,7 @@
 
 mod client_tab;
 mod dialogs;
-pub mod format;
+pub use crate::format;
 mod server_tab;
 pub mod verdict;
 

@@ -1,4 +1,5 @@
-//! Numbers as people read them: sizes in KiB/MiB/GiB, speeds, time left, dates.
+//! Numbers as people read them: sizes in KiB/MiB/GiB, speeds, time left, dates. Shared by
+//! the command line and the window.
 
 use std::time::Duration;
 
