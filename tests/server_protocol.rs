@@ -367,3 +367,20 @@ fn pin_is_required_when_set() {
     let mut r = Raw::connect(srv.addr);
     assert_eq!(r.call(&json!({"op":"hello","version":1,"client":"x","pin":"4711"}))["ok"], true);
 }
+
+#[test]
+fn a_server_stopped_before_it_listens_still_stops() {
+    // stop() right after spawn() can run before the accept thread has bound and published its
+    // address; the accept thread must then notice the stop instead of waiting in accept().
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..200 {
+            let dir = tempfile::tempdir().unwrap();
+            let (server, _events) =
+                ferry::server::Server::spawn(ferry::server::ServerConfig::new(dir.path(), "127.0.0.1:0"), None);
+            server.stop_and_join();
+        }
+        done_tx.send(()).unwrap();
+    });
+    done_rx.recv_timeout(Duration::from_secs(60)).expect("a stopped server hung in accept()");
+}

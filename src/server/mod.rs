@@ -285,7 +285,13 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
             return;
         }
     };
+    // Publish the address first, then look at the flag: stop() sets the flag first, then reads
+    // the address, so either it can wake accept() below or this thread sees the stop here.
     *local_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+    if shared.is_stopping() {
+        sink.send(ServerEvent::Stopped);
+        return;
+    }
     let root = Arc::new(root);
     sink.send(ServerEvent::Listening { addr, root: root.path().to_path_buf() });
 
