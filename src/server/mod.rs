@@ -221,12 +221,9 @@ impl Server {
         }
     }
 
-    /// Stops the server and waits until every thread has finished.
-    pub fn stop_and_join(mut self) {
-        self.stop();
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
-        }
+    /// Stops the server and waits until every thread has finished (what dropping it does).
+    pub fn stop_and_join(self) {
+        drop(self);
     }
 }
 
