@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry::client::{ClientError, ConnectOptions, Connection};
@@ -50,30 +48,15 @@ fn wrong_pins_are_unauthorized_and_slowed_down() {
 fn serve_shows_the_pin_once_and_never_logs_it() {
     let share = tempfile::tempdir().unwrap();
     std::fs::write(share.path().join("f.txt"), b"f").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["serve", share.path().to_str().unwrap(), "--bind", "127.0.0.1:0", "--pin", "918273"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = Vec::new();
-    let mut byte = [0u8; 1];
-    while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        first.push(byte[0]);
-    }
-    let first = String::from_utf8(first).unwrap();
-    let addr = first.split(" at ").nth(1).and_then(|r| r.split(' ').next()).expect(&first).to_string();
-    assert_eq!(refused_code(connect(&addr, Some("111111"))), ErrorCode::Unauthorized);
-    assert!(connect(&addr, Some("918273")).unwrap().list("").is_ok());
-    std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut log = first.clone();
-    stdout.read_to_string(&mut log).unwrap();
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    child.wait().unwrap();
+    let mut serve = ServeProcess::start(share.path(), &["--pin", "918273"]);
+    assert_eq!(refused_code(connect(&serve.addr, Some("111111"))), ErrorCode::Unauthorized);
+    assert!(connect(&serve.addr, Some("918273")).unwrap().list("").is_ok());
+    // The refusal is logged by the host's event loop, maybe after the client has its answer.
+    serve.stdout.wait_for(Duration::from_secs(10), |l| l.contains("turned away"));
+    let (status, lines) = serve.interrupt_and_wait();
+    assert!(status.success(), "{status:?}");
+    let log = lines.join("\n");
+    let err = serve.stderr.until_closed(Duration::from_secs(10)).join("\n");
     assert!(!log.contains("918273"), "the PIN appears in the log: {log}");
     assert!(!log.contains("111111"), "a tried PIN appears in the log: {log}");
     assert!(log.contains("turned away") && log.contains("wrong PIN"), "{log}");
@@ -83,21 +66,8 @@ fn serve_shows_the_pin_once_and_never_logs_it() {
 #[test]
 fn a_generated_pin_has_six_digits() {
     let share = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["serve", share.path().to_str().unwrap(), "--bind", "127.0.0.1:0", "--pin"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while stderr.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        line.push(byte[0]);
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let line = String::from_utf8(line).unwrap();
+    let mut serve = ServeProcess::start(share.path(), &["--pin"]);
+    let line = serve.stderr.wait_for(Duration::from_secs(10), |l| l.starts_with("PIN: "));
     let pin = line.strip_prefix("PIN: ").and_then(|r| r.split(' ').next()).expect(&line);
     assert_eq!(pin.len(), 6, "{line}");
     assert!(pin.chars().all(|c| c.is_ascii_digit()), "{line}");

@@ -2,66 +2,18 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use support::*;
 
-const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
-
 fn ferry(args: &[&str], cwd: &Path) -> Output {
-    Command::new(FERRY).args(args).current_dir(cwd).stdin(Stdio::null()).output().unwrap()
+    ferry_command().args(args).current_dir(cwd).stdin(Stdio::null()).output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// `ferry serve DIR --bind 127.0.0.1:0` as a child process, with the address it printed.
-struct Serve {
-    child: Child,
-    addr: String,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Serve {
-    fn start(dir: &Path) -> Serve {
-        let mut child = Command::new(FERRY)
-            .args(["serve", dir.to_str().unwrap(), "--bind", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let first = lines.recv_timeout(Duration::from_secs(10)).expect("serve prints where it listens");
-        // "HH:MM:SS hosting /path at 127.0.0.1:PORT (read-only); Ctrl-C stops"
-        let addr = first.split(" at ").nth(1).and_then(|r| r.split(' ').next()).expect(&first).to_string();
-        assert!(addr.starts_with("127.0.0.1:"), "{first}");
-        Serve { child, addr, lines }
-    }
-
-    fn interrupt_and_wait(mut self) -> (i32, Vec<String>) {
-        // SAFETY: sending SIGINT to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let status = self.child.wait().unwrap();
-        let rest: Vec<String> = self.lines.try_iter().collect();
-        (status.code().unwrap_or(-1), rest)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -82,7 +34,7 @@ fn get_prints_the_md5sum_line_and_exits_0() {
     let bytes = random_bytes(3 * 1024 * 1024 + 5, 21);
     std::fs::create_dir(share.path().join("sub")).unwrap();
     std::fs::write(share.path().join("sub/data file.bin"), &bytes).unwrap();
-    let serve = Serve::start(share.path());
+    let serve = ServeProcess::start(share.path(), &[]);
     let here = tempfile::tempdir().unwrap();
 
     // Default destination: the file's own name, in the current folder.
@@ -109,7 +61,7 @@ fn get_prints_the_md5sum_line_and_exits_0() {
 fn get_refuses_to_overwrite_without_force() {
     let share = tempfile::tempdir().unwrap();
     std::fs::write(share.path().join("a.txt"), b"new contents").unwrap();
-    let serve = Serve::start(share.path());
+    let serve = ServeProcess::start(share.path(), &[]);
     let here = tempfile::tempdir().unwrap();
     std::fs::write(here.path().join("a.txt"), b"old").unwrap();
     let out = ferry(&["get", &serve.addr, "a.txt"], here.path());
@@ -126,7 +78,7 @@ fn get_exits_2_on_a_checksum_mismatch_and_saves_nothing() {
     let share = tempfile::tempdir().unwrap();
     let bytes = random_bytes(1024 * 1024, 22);
     std::fs::write(share.path().join("c.bin"), &bytes).unwrap();
-    let serve = Serve::start(share.path());
+    let serve = ServeProcess::start(share.path(), &[]);
     let relay = Relay::start(serve.addr.parse().unwrap(), Tamper::FlipByteAt(300_000));
     let here = tempfile::tempdir().unwrap();
     let out = ferry(&["get", &relay.addr.to_string(), "c.bin"], here.path());
@@ -142,7 +94,7 @@ fn get_exits_2_on_a_checksum_mismatch_and_saves_nothing() {
 #[test]
 fn get_exits_1_with_a_clear_message_on_other_failures() {
     let share = tempfile::tempdir().unwrap();
-    let serve = Serve::start(share.path());
+    let serve = ServeProcess::start(share.path(), &[]);
     let here = tempfile::tempdir().unwrap();
     let out = ferry(&["get", &serve.addr, "missing.bin"], here.path());
     assert_eq!(out.status.code(), Some(1));
@@ -169,7 +121,7 @@ fn ls_lists_folders_first_with_human_sizes_and_escapes_names() {
     std::fs::write(share.path().join("small.txt"), b"12345").unwrap();
     std::fs::write(share.path().join("evil\nname"), b"x").unwrap();
     std::fs::create_dir(share.path().join("zfolder")).unwrap();
-    let serve = Serve::start(share.path());
+    let serve = ServeProcess::start(share.path(), &[]);
     let out = ferry(&["ls", &serve.addr], Path::new("."));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let listing = text(&out.stdout);
@@ -190,12 +142,13 @@ fn serve_logs_transfers_and_stops_cleanly_on_ctrl_c() {
     let share = tempfile::tempdir().unwrap();
     let bytes = random_bytes(10_000, 23);
     std::fs::write(share.path().join("logged.bin"), &bytes).unwrap();
-    let serve = Serve::start(share.path());
+    let mut serve = ServeProcess::start(share.path(), &[]);
     let here = tempfile::tempdir().unwrap();
     assert_eq!(ferry(&["get", &serve.addr, "logged.bin"], here.path()).status.code(), Some(0));
-    std::thread::sleep(Duration::from_millis(200));
-    let (code, lines) = serve.interrupt_and_wait();
-    assert_eq!(code, 0);
+    // The host logs the transfer when it has sent it, which may be after the client is done.
+    serve.stdout.wait_for(Duration::from_secs(10), |l| l.contains("md5 "));
+    let (status, lines) = serve.interrupt_and_wait();
+    assert_eq!(status.code(), Some(0));
     let log = lines.join("\n");
     assert!(log.contains("connected from 127.0.0.1"), "{log}");
     assert!(log.contains(&format!("md5 {}", md5_hex(&bytes))), "{log}");

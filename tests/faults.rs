@@ -4,11 +4,7 @@
 mod support;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use ferry::client::jobs::{EventKind, Jobs};
@@ -16,8 +12,6 @@ use ferry::client::{CancelToken, ClientError, ConnectOptions, Connection, Downlo
 use ferry::protocol::hex;
 use ferry::server::ServerEvent;
 use support::*;
-
-const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
 #[test]
 fn a_write_failing_mid_download_is_a_clear_error_and_no_final_file() {
@@ -27,7 +21,7 @@ fn a_write_failing_mid_download_is_a_clear_error_and_no_final_file() {
     // The real binary under a 1 MiB file-size limit: its writes fail past 1 MiB (EFBIG), as
     // they would on a full disk, without touching this machine's disks.
     let out = unsafe {
-        Command::new(FERRY)
+        ferry_command()
             .args(["get", &srv.addr_string(), "big.bin"])
             .current_dir(here.path())
             .pre_exec(|| {
@@ -82,9 +76,8 @@ fn stalled_download(
         DownloadRequest { path: name.into(), dest: dest.clone(), overwrite: false },
     );
     wait_for(&events, Duration::from_secs(20), |e| matches!(e.kind, EventKind::Progress { done, .. } if done > 0));
-    while relay.forwarded.load(std::sync::atomic::Ordering::SeqCst) < pass {
-        thread::sleep(Duration::from_millis(5));
-    }
+    let passed = || relay.forwarded.load(std::sync::atomic::Ordering::SeqCst) >= pass;
+    assert!(wait_until(Duration::from_secs(20), passed), "the relay passed its first {pass} bytes");
     (relay, jobs, events, dest)
 }
 
@@ -151,30 +144,18 @@ fn a_hosted_file_that_grows_or_changes_while_sent_is_never_verified() {
     }
 }
 
-fn spawn_serve(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(FERRY)
-        .args(["serve", dir.to_str().unwrap(), "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split(" at ").nth(1).and_then(|r| r.split(' ').next()).expect(&line).to_string();
-    (child, addr)
-}
-
 #[test]
 fn a_host_killed_mid_transfer_and_restarted_resumes_to_a_verified_file() {
     let share = tempfile::tempdir().unwrap();
     let bytes = random_bytes(6 * 1024 * 1024, 35);
     fs::write(share.path().join("k.bin"), &bytes).unwrap();
-    let (mut first, addr) = spawn_serve(share.path());
+    let mut first = ServeProcess::start(share.path(), &[]);
+    let addr = first.addr.clone();
     let out = tempfile::tempdir().unwrap();
     let (relay, _jobs, events, dest) = stalled_download(addr.parse().unwrap(), "k.bin", 2 * 1024 * 1024, &out);
     // SIGKILL: no chance to close anything cleanly.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
     relay.release();
     let end = wait_for(&events, Duration::from_secs(20), |e| e.kind.is_terminal());
     assert!(matches!(end.kind, EventKind::Failed(_)), "{end:?}");
@@ -182,7 +163,8 @@ fn a_host_killed_mid_transfer_and_restarted_resumes_to_a_verified_file() {
     let kept = fs::metadata(part_path(&dest)).unwrap().len();
     assert!(kept > 0);
 
-    let (mut second, addr) = spawn_serve(share.path());
+    let second = ServeProcess::start(share.path(), &[]);
+    let addr = second.addr.clone();
     let mut conn = Connection::connect(&addr, &ConnectOptions::default()).unwrap();
     let req = DownloadRequest { path: "k.bin".into(), dest: dest.clone(), overwrite: false };
     match conn.download(&req, &CancelToken::new(), &mut |_| {}).unwrap() {
@@ -193,8 +175,7 @@ fn a_host_killed_mid_transfer_and_restarted_resumes_to_a_verified_file() {
         other => panic!("{other:?}"),
     }
     assert_eq!(md5_file(&dest), md5_hex(&bytes));
-    second.kill().unwrap();
-    second.wait().unwrap();
+    drop(second); // killed
 }
 
 #[test]

@@ -2,28 +2,47 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ferry::client::{CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, part_path};
 use ferry::protocol::frame;
-use serde_json::json;
+use md5::Digest;
+use serde_json::{Value, json};
+use support::*;
 
-/// A one-connection fake server: answers hello properly, then runs `script` on the socket.
-fn fake_server(script: impl FnOnce(&mut TcpStream) + Send + 'static) -> SocketAddr {
+/// A fake server: answers each connection's hello properly, then runs `script` on the socket.
+/// Connections are served one after the other, for as long as the test runs.
+fn fake_server(script: impl Fn(&mut TcpStream) + Send + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let _hello = frame::read_frame(&mut s, frame::MAX_REQUEST_LEN).unwrap();
-        let mut out = Vec::new();
-        frame::write_control(&mut out, &json!({"ok":true,"version":1,"server":"fake","name":"../../etc"})).unwrap();
-        s.write_all(&out).unwrap();
-        script(&mut s);
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            // Bounded, so a test that fails half-way cannot leave this thread stuck.
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            if frame::read_frame(&mut s, frame::MAX_REQUEST_LEN).is_err() {
+                continue;
+            }
+            let mut out = Vec::new();
+            frame::write_control(&mut out, &json!({"ok":true,"version":1,"server":"fake","name":"../../etc"})).unwrap();
+            if s.write_all(&out).is_ok() {
+                script(&mut s);
+            }
+        }
     });
     addr
+}
+
+/// Keeps the connection open until the client hangs up (bounded by the read timeout), so the
+/// client meets what it was sent rather than a closed socket.
+fn hold_open(s: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
 }
 
 fn reply(s: &mut TcpStream, v: serde_json::Value) {
@@ -44,7 +63,7 @@ fn huge_reply_prefix_is_refused_without_allocating() {
     let addr = fake_server(|s| {
         let _ = frame::read_frame(s, frame::MAX_REQUEST_LEN);
         s.write_all(&[0xff; 8]).unwrap();
-        thread::sleep(Duration::from_millis(500));
+        hold_open(s);
     });
     let mut conn = Connection::connect(&addr.to_string(), &ConnectOptions::default()).unwrap();
     let err = conn.list("").unwrap_err();
@@ -59,7 +78,7 @@ fn data_prefix_disagreeing_with_the_announced_size_is_an_error() {
         reply(s, json!({"ok":true,"size":10,"offset":0}));
         s.write_all(&frame::encode_header(11)).unwrap();
         s.write_all(&[0u8; 11 + 16]).unwrap();
-        thread::sleep(Duration::from_millis(500));
+        hold_open(s);
     });
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("f.bin");
@@ -73,7 +92,7 @@ fn reply_offset_other_than_requested_is_an_error() {
     let addr = fake_server(|s| {
         let _ = frame::read_frame(s, frame::MAX_REQUEST_LEN);
         reply(s, json!({"ok":true,"size":10,"offset":5}));
-        thread::sleep(Duration::from_millis(500));
+        hold_open(s);
     });
     let out = tempfile::tempdir().unwrap();
     let err = get(addr, &out.path().join("f.bin"), Duration::from_secs(10));
@@ -119,7 +138,7 @@ fn silent_host_times_out() {
         let _ = frame::read_frame(s, frame::MAX_REQUEST_LEN);
         reply(s, json!({"ok":true,"size":100,"offset":0}));
         s.write_all(&frame::encode_header(100)).unwrap();
-        thread::sleep(Duration::from_secs(3)); // then silence
+        hold_open(s); // and say nothing more
     });
     let out = tempfile::tempdir().unwrap();
     let t = Instant::now();
@@ -128,26 +147,72 @@ fn silent_host_times_out() {
     assert!(t.elapsed() < Duration::from_secs(3));
 }
 
+/// A host whose listing holds names meant to escape the download folder or to take over the
+/// terminal, and which serves every `get` (whatever the path) with the same small file.
+fn hostile_listing_host() -> SocketAddr {
+    fake_server(|s| {
+        while let Ok(payload) = frame::read_frame(s, frame::MAX_REQUEST_LEN) {
+            let request: Value = serde_json::from_slice(&payload).unwrap();
+            match request["op"].as_str() {
+                Some("list") => reply(
+                    s,
+                    json!({"ok":true,"path":"","entries":[
+                        {"name":"../../.bashrc","kind":"file","size":7},
+                        {"name":"evil\u{1b}[2J","kind":"file","size":7},
+                        {"name":"forged\n       1 B  2026-01-01 00:00  fake.txt","kind":"file","size":7},
+                        {"name":"ok.txt","kind":"file","size":7},
+                        {"name":"weird","kind":"symlink"}
+                    ]}),
+                ),
+                Some("get") => {
+                    reply(s, json!({"ok":true,"size":HOSTILE_FILE.len(),"offset":0}));
+                    s.write_all(&frame::encode_header(HOSTILE_FILE.len() as u64)).unwrap();
+                    s.write_all(HOSTILE_FILE).unwrap();
+                    s.write_all(&md5::Md5::digest(HOSTILE_FILE)).unwrap();
+                }
+                _ => return,
+            }
+        }
+    })
+}
+
+const HOSTILE_FILE: &[u8] = b"owned!\n";
+
+fn ferry(args: &[&str], cwd: &Path) -> Output {
+    ferry_command().args(args).current_dir(cwd).stdin(Stdio::null()).output().unwrap()
+}
+
 #[test]
-fn hostile_names_in_a_listing_are_never_local_paths() {
-    let addr = fake_server(|s| {
-        let _ = frame::read_frame(s, frame::MAX_REQUEST_LEN);
-        reply(
-            s,
-            json!({"ok":true,"path":"","entries":[
-                {"name":"../../.bashrc","kind":"file","size":1},
-                {"name":"evil\u{1b}[2J","kind":"file","size":1},
-                {"name":"ok.txt","kind":"file","size":1},
-                {"name":"weird","kind":"symlink"}
-            ]}),
-        );
-        thread::sleep(Duration::from_millis(500));
-    });
-    let mut conn = Connection::connect(&addr.to_string(), &ConnectOptions::default()).unwrap();
-    let listing = conn.list("").unwrap();
-    let usable: Vec<&str> =
-        listing.entries.iter().filter_map(|e| ferry::protocol::path::check_local_name(&e.name).ok()).collect();
-    assert_eq!(usable, ["ok.txt", "weird"]);
-    assert_eq!(listing.entries[3].kind, ferry::protocol::message::EntryKind::Other);
-    assert_eq!(ferry::protocol::path::Escaped(&listing.entries[1].name).to_string(), "evil\\u{1b}[2J");
+fn hostile_names_in_a_listing_are_shown_escaped_and_never_used_as_local_paths() {
+    let addr = hostile_listing_host().to_string();
+    let top = tempfile::tempdir().unwrap();
+    let here = top.path().join("a/b");
+    std::fs::create_dir_all(&here).unwrap();
+
+    // `ferry ls`: one line per entry, control characters escaped, nothing reaches the terminal raw.
+    let out = ferry(&["ls", &addr], &here);
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!listing.contains('\u{1b}'), "a raw escape reached the terminal: {listing:?}");
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 5, "a name with a newline forged a line: {listing}");
+    assert!(lines.iter().any(|l| l.ends_with("evil\\u{1b}[2J")), "{listing}");
+    assert!(lines.iter().any(|l| l.ends_with("forged\\n       1 B  2026-01-01 00:00  fake.txt")), "{listing}");
+    let weird = lines.iter().find(|l| l.ends_with("weird")).expect(&listing);
+    assert!(weird.trim_start().starts_with('-'), "a symlink is neither a file with a size nor a folder: {weird}");
+
+    // `ferry get` of a name that climbs out: saved under its last component, in this folder.
+    let out = ferry(&["get", &addr, "../../.bashrc"], &here);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(here.join(".bashrc")).unwrap(), HOSTILE_FILE);
+    assert!(!top.path().join(".bashrc").exists(), "the host's name climbed out of the folder");
+    assert!(!top.path().join("a/.bashrc").exists(), "the host's name climbed out of the folder");
+
+    // A name with a control character is no local name: refused before anything is written.
+    let out = ferry(&["get", &addr, "evil\u{1b}[2J"], &here);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("-o") && !err.contains('\u{1b}'), "{err}");
+    let names: Vec<_> = std::fs::read_dir(&here).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, [".bashrc"], "only the one accepted download was written");
 }

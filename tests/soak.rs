@@ -6,8 +6,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -17,7 +15,6 @@ use ferry::client::{CancelToken, ConnectOptions, Connection, DownloadRequest, Ou
 use ferry::protocol::hex;
 use support::*;
 
-const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 const CLIENTS: usize = 64;
 
 fn open_fds(pid: u32) -> usize {
@@ -29,16 +26,13 @@ fn threads(pid: u32) -> usize {
     status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse().unwrap()
 }
 
-/// Polls until `f` returns at most `want`, or gives up after `timeout`; returns the last value.
-fn settle(timeout: Duration, want: usize, f: impl Fn() -> usize) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let v = f();
-        if v <= want || Instant::now() > deadline {
-            return v;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+/// The server's threads serving a connection (named `ferry-conn-N`) that are still alive.
+fn connection_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("ferry-conn"))
+        .count()
 }
 
 #[test]
@@ -57,20 +51,15 @@ fn sixty_four_clients_in_a_loop_then_back_to_idle() {
     }
     let files: Arc<Vec<(String, String)>> = Arc::new(files.into_iter().collect());
 
-    let mut server = Command::new(FERRY)
-        .args(["serve", share.path().to_str().unwrap(), "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = server.id();
-    let mut lines = BufReader::new(server.stdout.take().unwrap());
-    let mut first = String::new();
-    lines.read_line(&mut first).unwrap();
-    let addr = first.split(" at ").nth(1).and_then(|r| r.split(' ').next()).expect(&first).to_string();
-    // Keep draining the log so the server never blocks on a full pipe.
-    thread::spawn(move || for _ in lines.lines() {});
-    thread::sleep(Duration::from_millis(200));
+    // Its log is read as it comes (on a thread), so the server never blocks on a full pipe.
+    let mut server = ServeProcess::start(share.path(), &[]);
+    let (pid, addr) = (server.pid(), server.addr.clone());
+    // Idle means after a client has come and gone: anything the server starts lazily has
+    // started, and the connection's socket and thread are gone again (the thread reports the
+    // disconnection just before it ends, so wait for the thread itself too).
+    Connection::connect(&addr, &ConnectOptions::default()).unwrap().list("").unwrap();
+    server.stdout.wait_for(Duration::from_secs(10), |l| l.contains("disconnected"));
+    assert!(wait_until(Duration::from_secs(10), || connection_threads(pid) == 0), "the first client's thread ended");
     let idle_fds = open_fds(pid);
     let idle_threads = threads(pid);
 
@@ -105,26 +94,27 @@ fn sixty_four_clients_in_a_loop_then_back_to_idle() {
         })
         .collect();
     // Wait (bounded) until every client has its own server thread.
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut busy_threads = threads(pid);
-    while busy_threads < idle_threads + CLIENTS && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
+    let all_served = wait_until(Duration::from_secs(10), || {
         busy_threads = threads(pid);
-    }
+        busy_threads >= idle_threads + CLIENTS
+    });
     for (c, h) in clients.into_iter().enumerate() {
         h.join().unwrap_or_else(|_| panic!("client {c} failed"));
     }
     let n = verified.load(Ordering::Relaxed);
     eprintln!("soak: {secs} s, {CLIENTS} clients, {n} verified downloads, {} listings", listed.load(Ordering::Relaxed));
     assert!(n >= CLIENTS as u64, "every client completed at least one verified download");
-    assert!(busy_threads >= idle_threads + CLIENTS, "one thread per client while busy ({busy_threads})");
+    assert!(all_served, "one thread per client while busy ({busy_threads}, idle {idle_threads})");
 
     // Every client has hung up: the server returns to its idle descriptors and threads.
-    let fds = settle(Duration::from_secs(10), idle_fds, || open_fds(pid));
-    let ths = settle(Duration::from_secs(10), idle_threads, || threads(pid));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let status = server.wait().unwrap();
+    let (mut fds, mut ths) = (0, 0);
+    let settled = wait_until(Duration::from_secs(10), || {
+        (fds, ths) = (open_fds(pid), threads(pid));
+        fds <= idle_fds && ths <= idle_threads
+    });
+    let (status, _) = server.interrupt_and_wait();
+    assert!(settled, "{fds} descriptors (idle {idle_fds}) and {ths} threads (idle {idle_threads}) after 10 s");
     assert_eq!(fds, idle_fds, "open descriptors back to idle");
     assert_eq!(ths, idle_threads, "threads back to idle");
     assert!(status.success());

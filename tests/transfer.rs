@@ -181,9 +181,8 @@ fn server_stopped_mid_download_then_resumed_to_a_verified_file() {
         DownloadRequest { path: "big.bin".into(), dest: dest.clone(), overwrite: false },
     );
     wait_for(&events, Duration::from_secs(20), |e| matches!(e.kind, EventKind::Progress { done, .. } if done > 0));
-    while relay.forwarded.load(std::sync::atomic::Ordering::SeqCst) < 1024 * 1024 {
-        thread::sleep(Duration::from_millis(10));
-    }
+    let passed = || relay.forwarded.load(std::sync::atomic::Ordering::SeqCst) >= 1024 * 1024;
+    assert!(wait_until(Duration::from_secs(20), passed), "the relay passed its first MiB");
     first.stop(); // closes every connection and joins its threads
     relay.release();
     let end = wait_for(&events, Duration::from_secs(20), |e| e.kind.is_terminal());
@@ -316,8 +315,10 @@ fn server_reports_transfer_events_with_the_md5() {
     let bytes = srv.put("ev.bin", random_bytes(100_000, 11));
     let out = tempfile::tempdir().unwrap();
     download(&srv.addr_string(), "ev.bin", &dest_in(&out, "ev.bin")).unwrap();
-    thread::sleep(Duration::from_millis(100));
-    let events = srv.stop();
+    // The connection's last event comes after the client has hung up.
+    let mut events =
+        collect_until(&srv.events, Duration::from_secs(10), |e| matches!(e, ServerEvent::ClientDisconnected { .. }));
+    events.extend(srv.stop());
     let started = events.iter().find_map(|e| match e {
         ServerEvent::TransferStarted { transfer, path, size, offset, .. } => {
             Some((*transfer, path.clone(), *size, *offset))
@@ -361,8 +362,15 @@ fn modified_file_is_not_served_from_a_stale_digest() {
     srv.put("m.bin", random_bytes(2 * 1024 * 1024, 13));
     let out = tempfile::tempdir().unwrap();
     download(&srv.addr_string(), "m.bin", &dest_in(&out, "m1.bin")).unwrap();
-    thread::sleep(Duration::from_millis(20));
-    let changed = srv.put("m.bin", random_bytes(2 * 1024 * 1024, 14));
+    // The host sees a change by the file's times, which the file system keeps at a coarse
+    // clock tick: rewrite until the modification time has moved on.
+    let first_version = fs::metadata(srv.root().join("m.bin")).unwrap().modified().unwrap();
+    let changed = random_bytes(2 * 1024 * 1024, 14);
+    let rewritten = wait_until(Duration::from_secs(5), || {
+        srv.put("m.bin", changed.clone());
+        fs::metadata(srv.root().join("m.bin")).unwrap().modified().unwrap() != first_version
+    });
+    assert!(rewritten, "the rewritten file has a new modification time");
     let dest = dest_in(&out, "m2.bin");
     assert_verified(download(&srv.addr_string(), "m.bin", &dest).unwrap(), &dest, &changed);
 }

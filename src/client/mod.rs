@@ -7,9 +7,10 @@
 //!   crossbeam channel and can be cancelled from any thread, for fronts that must never block
 //!   (the desktop window).
 //!
-//! Nothing the host sends is trusted: reply frames are size-checked before allocation, the data
-//! prefix must match the announced size, and names from the host are never used as local paths
-//! without [`crate::protocol::path::check_local_name`].
+//! Nothing the host sends is trusted: reply frames are size-checked before allocation, and the
+//! data prefix must match the announced size. This layer writes only where the caller's
+//! [`DownloadRequest`] says; a front that names a local file after a name from the host checks
+//! it with [`crate::protocol::path::check_local_name`] first.
 
 mod cancel;
 mod download;

@@ -1,5 +1,10 @@
-//! Path and name rules. Pure string checks; resolving a path on disk is the server's job
-//! ([`crate::fs`]), which applies these first.
+//! Path and name rules: pure string checks, no file system.
+//!
+//! - A path a client sends is checked by [`split_request_path`]; the server resolves it on disk
+//!   (in its private `confine` module, which also keeps it inside the hosted folder) only after
+//!   this check has accepted it.
+//! - A name a host sends becomes a local file name only through [`check_local_name`] (the
+//!   command line's [`default_local_name`], the window's save-as name).
 
 use std::fmt;
 

@@ -1,17 +1,22 @@
 //! Shared helpers for the integration tests: a real server on 127.0.0.1 port 0 over a temp
-//! folder, deterministic pseudo-random file contents, an independent MD5, and TCP relays that
-//! sit between a client and a server to damage or stall the stream.
+//! folder, the real `ferry` binary (always with discovery off), waits with deadlines, output
+//! lines of child processes, deterministic pseudo-random file contents, an independent MD5, and
+//! TCP relays that sit between a client and a server to damage or stall the stream.
+//!
+//! Synchronisation: wait for the real event (a channel message, an output line, a counter)
+//! with a deadline; never sleep and hope.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use ferry::server::{Server, ServerConfig, ServerEvent};
 use md5::Digest;
 
@@ -108,15 +113,190 @@ impl Drop for TestServer {
 }
 
 /// Waits for the first event matching `pred`, failing the test after `timeout`.
-pub fn wait_for<E: std::fmt::Debug>(rx: &Receiver<E>, timeout: Duration, mut pred: impl FnMut(&E) -> bool) -> E {
+pub fn wait_for<E: std::fmt::Debug>(rx: &Receiver<E>, timeout: Duration, pred: impl FnMut(&E) -> bool) -> E {
+    collect_until(rx, timeout, pred).pop().expect("the matching event")
+}
+
+/// Every event up to and including the first one matching `pred`, failing the test (with what
+/// was seen) if none arrives within `timeout`.
+pub fn collect_until<E: std::fmt::Debug>(
+    rx: &Receiver<E>,
+    timeout: Duration,
+    mut pred: impl FnMut(&E) -> bool,
+) -> Vec<E> {
     let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(e) if pred(&e) => return e,
-            Ok(_) => {}
-            Err(_) => panic!("no matching event within {timeout:?}"),
+        match rx.recv_deadline(deadline) {
+            Ok(e) => {
+                let done = pred(&e);
+                seen.push(e);
+                if done {
+                    return seen;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => panic!("no matching event within {timeout:?}; saw {seen:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("the channel closed without a matching event; saw {seen:?}"),
         }
+    }
+}
+
+/// Checks `cond` until it holds or `timeout` has passed; true if it held. For state that sends
+/// no event (a byte counter, /proc figures); anything that does send one is waited on instead.
+#[must_use = "assert on the result: false means the deadline passed"]
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if cond() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The real `ferry` binary of this build.
+pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+/// A command running the real `ferry` binary with mDNS discovery off: tests never announce or
+/// browse on the machine's real interfaces.
+pub fn ferry_command() -> Command {
+    let mut c = Command::new(FERRY);
+    c.env("FERRY_NO_DISCOVERY", "1");
+    c
+}
+
+/// The lines a child process writes to one pipe, read on a thread as they come, so a test can
+/// wait for a line with a deadline and still get every line once the child has exited.
+pub struct Lines {
+    rx: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn read(pipe: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { rx, seen: Vec::new() }
+    }
+
+    /// Waits for the next line matching `pred` and returns it; fails the test (with every line
+    /// seen) if none comes within `timeout` or the pipe closes first.
+    pub fn wait_for(&mut self, timeout: Duration, mut pred: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no matching line within {timeout:?}; lines so far: {:#?}", self.seen)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("the output ended without a matching line; lines: {:#?}", self.seen)
+                }
+            }
+        }
+    }
+
+    /// Waits for the pipe to close (the child has exited) and returns every line it ever wrote.
+    pub fn until_closed(&mut self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return self.seen.clone(),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the output did not end within {timeout:?}; lines so far: {:#?}", self.seen)
+                }
+            }
+        }
+    }
+}
+
+/// Waits (bounded) for a child to exit; kills it and fails the test if it does not.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let mut status = None;
+    let exited = wait_until(timeout, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("ferry (pid {}) did not exit within {timeout:?}", child.id());
+    }
+    status.unwrap()
+}
+
+/// Ctrl-C for a child process.
+pub fn interrupt(child: &Child) {
+    // SAFETY: kill(2) with our own, not yet reaped, child's pid and a valid signal number.
+    let r = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(r, 0, "SIGINT to ferry: {}", std::io::Error::last_os_error());
+}
+
+/// `ferry serve DIR --bind 127.0.0.1:0 [ARGS]` as a child process, with the address it printed
+/// and its output lines. Killed (if still running) when dropped.
+pub struct ServeProcess {
+    pub child: Child,
+    pub addr: String,
+    pub stdout: Lines,
+    pub stderr: Lines,
+}
+
+impl ServeProcess {
+    pub fn start(dir: &Path, args: &[&str]) -> ServeProcess {
+        let mut child = ferry_command()
+            .arg("serve")
+            .arg(dir)
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = Lines::read(child.stdout.take().unwrap());
+        let stderr = Lines::read(child.stderr.take().unwrap());
+        // "HH:MM:SS hosting /path at 127.0.0.1:PORT (read-only); Ctrl-C stops"
+        let first = stdout.wait_for(Duration::from_secs(10), |l| l.contains(" hosting "));
+        let addr = first.split(" at ").nth(1).and_then(|r| r.split(' ').next()).expect(&first).to_string();
+        assert!(addr.starts_with("127.0.0.1:"), "{first}");
+        ServeProcess { child, addr, stdout, stderr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Ctrl-C, then waits (bounded) for the exit and for the end of its output.
+    /// Returns the exit status and every stdout line.
+    pub fn interrupt_and_wait(&mut self) -> (ExitStatus, Vec<String>) {
+        interrupt(&self.child);
+        let status = wait_exit(&mut self.child, Duration::from_secs(10));
+        (status, self.stdout.until_closed(Duration::from_secs(10)))
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
