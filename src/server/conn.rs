@@ -7,14 +7,13 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 
-use serde::Serialize;
-
+use super::reply::{self, Who, encode_ok, reply_error, send_all};
 use super::send::{self, GetEnd};
-use super::{ClientId, Root, ServerEvent, Shared, send_all};
+use super::{ClientId, Root, ServerEvent, Shared};
+use crate::protocol::VERSION;
 use crate::protocol::frame::{self, FrameError, MAX_REQUEST_LEN};
-use crate::protocol::message::{ErrorCode, ErrorReply, HelloReply, ListReply, Okay, Request, parse_request};
+use crate::protocol::message::{ErrorCode, ErrorReply, HelloReply, ListReply, Request, parse_request};
 use crate::protocol::path::Escaped;
-use crate::protocol::{VERSION, data};
 
 /// The name this server gives in `hello`.
 pub const SERVER_NAME: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
@@ -25,34 +24,6 @@ const MAX_REJECTING: usize = 8;
 const REJECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Wrong PINs from one address before answers slow down.
 const FREE_PIN_TRIES: u32 = 3;
-
-/// Encodes a control frame into `out` (cleared first).
-pub(super) fn encode<T: Serialize>(out: &mut Vec<u8>, msg: &T) {
-    out.clear();
-    frame::write_control(out, msg).expect("writing to a Vec cannot fail");
-}
-
-pub(super) fn encode_ok<T: Serialize>(out: &mut Vec<u8>, body: &T) {
-    encode(out, &Okay::new(body));
-}
-
-fn reply_error(stream: &mut TcpStream, out: &mut Vec<u8>, e: &ErrorReply) -> io::Result<()> {
-    encode(out, e);
-    send_all(stream, out)
-}
-
-/// Reports a refused request and answers it with `e`; the connection stays usable.
-pub(super) fn refuse(
-    shared: &Shared,
-    stream: &mut TcpStream,
-    out: &mut Vec<u8>,
-    (client, peer): (ClientId, SocketAddr),
-    request: String,
-    e: &ErrorReply,
-) -> io::Result<()> {
-    shared.sink.send(ServerEvent::RequestRefused { client, peer, request, error: e.to_string() });
-    reply_error(stream, out, e)
-}
 
 /// Answers a client past the connection cap with `busy`, on a short-lived thread so the accept
 /// loop never waits for it.
@@ -221,7 +192,7 @@ fn serve(
             return Some("server stopped".into());
         }
         let refuse = |stream: &mut TcpStream, out: &mut Vec<u8>, request: String, e: ErrorReply| {
-            refuse(shared, stream, out, (client, peer), request, &e)
+            reply::refuse(shared, stream, out, Who { client, peer }, request, &e)
         };
         let sent = match parse_request(&payload) {
             Err(e) => refuse(&mut stream, &mut out, "?".into(), e),
@@ -257,6 +228,3 @@ fn serve(
         }
     }
 }
-
-/// The size of the buffer each connection uses for file data (allocated once, on first use).
-pub(super) const BUF_LEN: usize = data::CHUNK;

@@ -20,10 +20,11 @@
 mod confine;
 mod conn;
 mod digest_cache;
+mod reply;
 mod send;
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -44,6 +45,8 @@ pub const DEFAULT_BIND: &str = "0.0.0.0:7878";
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
 /// The default idle timeout: a connection silent (or stalled) this long is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// How long the accept loop waits for a client before it looks at the stop flag again.
+const ACCEPT_POLL: Duration = Duration::from_millis(100);
 
 /// What to host and how.
 #[derive(Debug, Clone)]
@@ -215,10 +218,8 @@ impl Server {
         for stream in self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        // Wake the accept thread, blocked in accept(), with a connection of our own.
-        if let Some(addr) = self.local_addr() {
-            let _ = TcpStream::connect_timeout(&wake_addr(addr), Duration::from_secs(1));
-        }
+        // The accept thread polls with a timeout and sees the flag on its own: stopping never
+        // depends on the network (the bound address may be gone).
     }
 
     /// Stops the server and waits until every thread has finished (what dropping it does).
@@ -234,15 +235,6 @@ impl Drop for Server {
             let _ = t.join();
         }
     }
-}
-
-/// A wildcard listener is reached through loopback.
-fn wake_addr(addr: SocketAddr) -> SocketAddr {
-    let mut a = addr;
-    if a.ip().is_unspecified() {
-        a.set_ip(if a.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
-    }
-    a
 }
 
 fn bind(spec: &str) -> io::Result<TcpListener> {
@@ -282,10 +274,9 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
             return;
         }
     };
-    // Publish the address first, then look at the flag: stop() sets the flag first, then reads
-    // the address, so either it can wake accept() below or this thread sees the stop here.
     *local_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
-    if shared.is_stopping() {
+    if let Err(e) = listener.set_nonblocking(true) {
+        sink.send(ServerEvent::StartFailed { error: format!("cannot listen on {addr}: {e}") });
         sink.send(ServerEvent::Stopped);
         return;
     }
@@ -293,19 +284,24 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
     sink.send(ServerEvent::Listening { addr, root: root.path().to_path_buf() });
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    for incoming in listener.incoming() {
-        if shared.is_stopping() {
-            break;
-        }
-        let stream = match incoming {
-            Ok(s) => s,
-            Err(e) if is_transient_accept_error(&e) => {
-                // Out of file descriptors or similar: back off instead of spinning.
-                thread::sleep(Duration::from_millis(50));
+    while !shared.is_stopping() {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_for_client(&listener);
                 continue;
             }
-            Err(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                thread::sleep(ACCEPT_POLL / 2);
+                continue;
+            }
         };
+        // Accepted sockets inherit non-blocking mode on some systems (Windows).
+        if stream.set_nonblocking(false).is_err() {
+            continue;
+        }
         workers.retain(|w| !w.is_finished());
         let Ok(peer) = stream.peer_addr() else { continue };
         let active = shared.conns.lock().unwrap_or_else(|p| p.into_inner()).len();
@@ -343,12 +339,13 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
     sink.send(ServerEvent::Stopped);
 }
 
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
-}
-
-/// Writes a whole buffer and flushes: every reply goes out in one write.
-pub(crate) fn send_all(stream: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
-    stream.write_all(buf)?;
-    stream.flush()
+/// Waits until a client is waiting to be accepted, or at most [`ACCEPT_POLL`], so the accept
+/// loop sees a stop request in time without being woken through the network.
+fn wait_for_client(listener: &TcpListener) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(ACCEPT_POLL).expect("a small duration");
+    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+    if poll(&mut fds, Some(&timeout)).is_err() {
+        thread::sleep(ACCEPT_POLL / 2);
+    }
 }
