@@ -1,4 +1,5 @@
-//! The headless front: `ferry serve`, `ferry ls`, `ferry get`, on the same engine as the window.
+//! The headless front: `ferry serve`, `ferry discover`, `ferry ls`, `ferry get`, on the same
+//! engine as the window.
 //!
 //! Exit codes: 0 success (for `get`: verified), 2 checksum mismatch, 1 any other failure.
 
@@ -11,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::jobs::{EventKind, Jobs};
 use crate::client::{ClientError, ConnectOptions, Connection, DownloadRequest, md5sum_line};
+use crate::discovery::{self, AnnounceEvent, Announcement, Announcer, BrowseEvent, DiscoveryError, Reach};
 use crate::format;
 use crate::protocol::message::EntryKind;
 use crate::protocol::path::{Escaped, default_local_name};
@@ -31,10 +33,11 @@ pub const EXIT_MISMATCH: i32 = 2;
     about = "Move files between two machines and prove they arrived intact (MD5-verified).",
     long_about = "Move files between two machines and prove they arrived intact.\n\n\
         With no command, ferry opens its desktop window. The commands below do the same work \
-        headless: host a folder, list it from another machine, download a file with a progress \
-        bar and an MD5 verdict.",
+        headless: host a folder, find hosts on the local network, list a host's folder, download \
+        a file with a progress bar and an MD5 verdict. FERRY_NO_DISCOVERY=1 turns announcing \
+        and browsing off.",
     after_help = "Exit codes: 0 success (get: MD5 verified), 2 MD5 mismatch, 1 any other failure.\n\
-        Examples:\n  ferry serve ~/Public\n  ferry ls 192.168.1.20\n  ferry get 192.168.1.20 photos/cat.jpg -o cat.jpg"
+        Examples:\n  ferry serve ~/Public\n  ferry discover\n  ferry ls 192.168.1.20\n  ferry ls \"Public on alice-laptop\"\n  ferry get 192.168.1.20 photos/cat.jpg -o cat.jpg"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -60,9 +63,16 @@ pub enum Command {
         #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "PIN")]
         pin: Option<String>,
     },
+    /// Find ferry hosts on the local network (mDNS); say why when none answers.
+    Discover {
+        /// How long to listen for hosts.
+        #[arg(long, default_value_t = 3, value_name = "SECS")]
+        timeout: u64,
+    },
     /// List a folder on a host (folders first, with sizes and dates).
     Ls {
-        /// The host: HOST, HOST:PORT, or [IPv6]:PORT (port 7878 if none is given).
+        /// The host: HOST, HOST:PORT, [IPv6]:PORT (port 7878 if none is given), or the name
+        /// `ferry discover` shows.
         addr: String,
         /// The folder on the host ("" or nothing for the hosted folder itself).
         #[arg(default_value = "")]
@@ -73,7 +83,8 @@ pub enum Command {
     },
     /// Download a file, verify its MD5, print "<md5>  <dest>" like md5sum.
     Get {
-        /// The host: HOST, HOST:PORT, or [IPv6]:PORT (port 7878 if none is given).
+        /// The host: HOST, HOST:PORT, [IPv6]:PORT (port 7878 if none is given), or the name
+        /// `ferry discover` shows.
         addr: String,
         /// The file's path on the host, e.g. photos/cat.jpg.
         path: String,
@@ -107,10 +118,17 @@ pub fn run(command: Command) -> i32 {
             config.pin = pin;
             serve(config)
         }
-        Command::Ls { addr, path, pin } => ls(&addr, &path, pin),
+        Command::Discover { timeout } => discover(Duration::from_secs(timeout.max(1))),
+        Command::Ls { addr, path, pin } => match host_address(&addr) {
+            Ok(addr) => ls(&addr, &path, pin),
+            Err(code) => code,
+        },
         Command::Get { addr, path, output, force, pin, timeout } => {
             let opts = ConnectOptions { pin, io_timeout: Duration::from_secs(timeout.max(1)), ..Default::default() };
-            get(&addr, &path, output.as_deref(), force, &opts)
+            match host_address(&addr) {
+                Ok(addr) => get(&addr, &path, output.as_deref(), force, &opts),
+                Err(code) => code,
+            }
         }
         #[cfg(feature = "gui")]
         Command::Gui => crate::gui::run(),
@@ -140,6 +158,7 @@ fn serve(config: ServerConfig) -> i32 {
     }
     let mut transfers = std::collections::HashMap::new();
     let mut failed = false;
+    let mut announcer: Option<(Announcer, std::thread::JoinHandle<()>)> = None;
     for event in events.iter() {
         match event {
             ServerEvent::Listening { addr, root } => {
@@ -160,6 +179,10 @@ fn serve(config: ServerConfig) -> i32 {
                     log(format_args!("clients must give the PIN"));
                     eprintln!("PIN: {pin}  (read it out to the person connecting)");
                 }
+                let folder = root.file_name().map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
+                let mut what = Announcement::new(addr, folder);
+                what.pin = pin.is_some();
+                announcer = announce(&what);
             }
             ServerEvent::StartFailed { error } => {
                 eprintln!("ferry: {error}");
@@ -200,6 +223,10 @@ fn serve(config: ServerConfig) -> i32 {
                 log(format_args!("client {client} {} refused: {}", Escaped(&request), Escaped(&error)))
             }
             ServerEvent::Stopped => {
+                if let Some((a, logger)) = announcer.take() {
+                    a.stop();
+                    let _ = logger.join();
+                }
                 if !failed {
                     log(format_args!("stopped"));
                 }
@@ -208,6 +235,157 @@ fn serve(config: ServerConfig) -> i32 {
         }
     }
     if failed { EXIT_FAILURE } else { EXIT_OK }
+}
+
+/// Announces the host on the local network and logs what the announcer reports (on a thread
+/// that ends with the announcement). `None` when it is not announced, with the reason logged.
+fn announce(what: &Announcement) -> Option<(Announcer, std::thread::JoinHandle<()>)> {
+    let (announcer, events) = match Announcer::start(what, None) {
+        Ok(x) => x,
+        // Already said: "reachable from this machine only".
+        Err(DiscoveryError::LoopbackOnly(_)) => return None,
+        Err(e) => {
+            log(format_args!("not announced on the local network: {e}"));
+            return None;
+        }
+    };
+    let logger = std::thread::Builder::new().name("ferry-announce-log".into()).spawn(move || {
+        let mut announced = false;
+        for event in events.iter() {
+            match event {
+                AnnounceEvent::Announced { instance, .. } if !announced => {
+                    announced = true;
+                    log(format_args!(
+                        "announced on the local network as \"{}\" (ferry discover lists it)",
+                        Escaped(&instance)
+                    ));
+                }
+                AnnounceEvent::Announced { .. } => {}
+                AnnounceEvent::Renamed { instance } => {
+                    log(format_args!("the name was taken on the network; announced as \"{}\"", Escaped(&instance)))
+                }
+                AnnounceEvent::Problem(p) => log(format_args!("discovery: {}", Escaped(&p))),
+                AnnounceEvent::Withdrawn => log(format_args!("announcement withdrawn")),
+            }
+        }
+    });
+    match logger {
+        Ok(logger) => Some((announcer, logger)),
+        Err(_) => None,
+    }
+}
+
+/// `ferry discover`: one line per reachable host, tab-separated (name, address:port, folder,
+/// pin, tls, id); exit 1 with the diagnosis when none answers.
+fn discover(timeout: Duration) -> i32 {
+    let opts = discovery::BrowseOptions { diagnose_after: timeout, ..Default::default() };
+    let probe = opts.probe_timeout;
+    let (browser, events) = match discovery::Browser::start(opts, None) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("ferry: {e}; type the host's address instead (ferry ls HOST:PORT)");
+            return EXIT_FAILURE;
+        }
+    };
+    let start = Instant::now();
+    let mut hosts: std::collections::BTreeMap<String, discovery::Host> = Default::default();
+    let mut diagnosis = None;
+    // Listen for `timeout`; then give checks under way the time they may take.
+    let hard_deadline = start + timeout + probe * 2 + Duration::from_secs(2);
+    loop {
+        let checking = hosts.values().any(|h| h.reach == Reach::Checking);
+        let reachable = hosts.values().any(|h| h.reach == Reach::Reachable);
+        let now = Instant::now();
+        if diagnosis.is_some() || now >= hard_deadline || (now >= start + timeout && reachable && !checking) {
+            break;
+        }
+        let wait_until = if now < start + timeout { start + timeout } else { hard_deadline };
+        match events.recv_deadline(wait_until) {
+            Ok(BrowseEvent::Found(h)) | Ok(BrowseEvent::Updated(h)) => {
+                hosts.insert(h.key.clone(), h);
+            }
+            Ok(BrowseEvent::Lost { key, .. }) => {
+                hosts.remove(&key);
+            }
+            Ok(BrowseEvent::NothingFound(d)) => diagnosis = Some(d),
+            Ok(BrowseEvent::Stopped { error }) => {
+                if let Some(e) = error {
+                    eprintln!("ferry: {e}");
+                }
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    drop(browser);
+    let mut out = std::io::stdout().lock();
+    let mut shown = 0;
+    for h in hosts.values() {
+        match &h.reach {
+            Reach::Reachable => {
+                shown += 1;
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\tfolder={}\tpin={}\ttls={}\tid={}",
+                    Escaped(&h.name),
+                    h.address(),
+                    Escaped(&h.folder),
+                    if h.pin { "yes" } else { "no" },
+                    if h.tls { "yes" } else { "no" },
+                    h.id.as_deref().unwrap_or("-"),
+                );
+            }
+            Reach::Unreachable(why) if diagnosis.is_none() => {
+                eprintln!("ferry: seen but not reachable: \"{}\": {}", Escaped(&h.name), Escaped(why))
+            }
+            _ => {}
+        }
+    }
+    let _ = out.flush();
+    if shown > 0 {
+        return EXIT_OK;
+    }
+    match diagnosis {
+        Some(d) => {
+            for line in d.lines() {
+                eprintln!("ferry: {}", Escaped(&line));
+            }
+        }
+        None => eprintln!("ferry: no ferry host found in {} s", timeout.as_secs()),
+    }
+    EXIT_FAILURE
+}
+
+/// What `ls` and `get` connect to: an address as typed, or the address of the discovered host
+/// with that name. `Err` holds the exit code once the reason is printed.
+fn host_address(typed: &str) -> Result<String, i32> {
+    if discovery::is_address(typed) || discovery::disabled() {
+        return Ok(typed.to_string());
+    }
+    match discovery::lookup(typed, Duration::from_secs(3)) {
+        Ok(discovery::Lookup::Found(h)) => Ok(h.address()),
+        Ok(discovery::Lookup::Ambiguous(hosts)) => {
+            eprintln!("ferry: several hosts share the folder name \"{}\"; give one of:", Escaped(typed));
+            for h in hosts {
+                eprintln!("  \"{}\" ({})", Escaped(&h.name), h.address());
+            }
+            Err(EXIT_FAILURE)
+        }
+        // Maybe an ordinary host name (DNS): the connection says if it is not.
+        Ok(discovery::Lookup::NotFound) if crate::client::resolve_addr(typed).is_ok() => Ok(typed.to_string()),
+        Ok(discovery::Lookup::NotFound) => {
+            eprintln!(
+                "ferry: no host called \"{}\" answered on the local network, and it is no address \
+                 (ferry discover lists the hosts it can see)",
+                Escaped(typed)
+            );
+            Err(EXIT_FAILURE)
+        }
+        Err(e) => {
+            eprintln!("ferry: cannot look for \"{}\" on the local network: {e}", Escaped(typed));
+            Err(EXIT_FAILURE)
+        }
+    }
 }
 
 fn connect_error(e: ClientError) -> i32 {

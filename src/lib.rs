@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod discovery;
 pub mod format;
 #[cfg(feature = "gui")]
 pub mod gui;
