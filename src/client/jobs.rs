@@ -8,13 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::download::part_path;
 use super::{CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome};
 use crate::protocol::Md5Digest;
 use crate::protocol::message::{HelloReply, ListReply};
 use crate::sink::{Notify, Sink};
+
+/// How often an idle browse session checks that the host is still there.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Identifies one job among those started from the same [`Jobs`].
 pub type JobId = u64;
@@ -209,7 +212,28 @@ fn run_browse(
         }
     };
     emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
-    for BrowseCommand::List(path) in commands.iter() {
+    loop {
+        let path = match commands.recv_timeout(WATCH_EVERY) {
+            Ok(BrowseCommand::List(path)) => path,
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) if cancel.is_cancelled() => break,
+            Err(RecvTimeoutError::Timeout) => {
+                if conn.peer_closed() {
+                    // Stopped hosting, or closed an idle connection: only a new connection
+                    // tells which. A host that is gone ends the session now, not at the next
+                    // request.
+                    match connect() {
+                        Ok(c) => conn = c,
+                        Err(_) if cancel.is_cancelled() => break,
+                        Err(e) => {
+                            emit(EventKind::Failed(e));
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
+        };
         let mut result = conn.list(&path);
         if matches!(result, Err(ClientError::Lost(_) | ClientError::TimedOut(_))) && !cancel.is_cancelled() {
             // The server may have closed an idle connection: reconnect once and retry.

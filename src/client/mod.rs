@@ -244,6 +244,20 @@ impl Connection {
         self.peer
     }
 
+    /// Whether the host has closed (or reset) the connection, checked between requests without
+    /// blocking and without consuming anything.
+    pub fn peer_closed(&self) -> bool {
+        if !self.reader.buffer().is_empty() || self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let closed = match self.stream.peek(&mut [0u8; 1]) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
+        };
+        let _ = self.stream.set_nonblocking(false);
+        closed
+    }
+
     /// Sends one request and reads its reply frame.
     fn request<T: serde::de::DeserializeOwned>(&mut self, req: &Request) -> Result<Result<T, ErrorReply>, ClientError> {
         use std::io::Write;
