@@ -15,7 +15,7 @@
 #
 # Nobody clicks: the window is driven by ferry's hidden demo mode, FERRY_DEMO, a `;`-separated
 # list of key=value (host=DIR, bind=HOST:PORT, pin=PIN, connect=ADDR, open=FOLDER, get=PATH, dest=DIR,
-# tab=server|client; see src/gui/mod.rs). In demo mode nothing is saved and no native dialog
+# tab=server|client; see src/gui/demo.rs). In demo mode nothing is saved and no native dialog
 # opens.
 set -euo pipefail
 cd "$(dirname "$0")/.."

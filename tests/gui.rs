@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use ferry::client::part_path;
 use ferry::gui::verdict::fingerprint_names;
 use ferry::gui::{FerryApp, State, format::grouped_hex};
@@ -380,4 +380,145 @@ fn hosting_with_a_pin_shows_it_and_clients_must_give_it() {
     type_into(&mut h, "PIN", "424242");
     click(&mut h, "Connect");
     step_until(&mut h, "the listing", WAIT, |h| has(h, "guarded.txt"));
+}
+
+#[test]
+fn an_error_banner_goes_once_the_field_it_is_about_is_filled() {
+    let downloads = tempfile::tempdir().unwrap();
+    let share = tempfile::tempdir().unwrap();
+    let mut h = app(downloads.path());
+    click(&mut h, "Start hosting");
+    assert!(has(&h, "Choose a folder to host first"));
+    type_into(&mut h, "Folder to host", &share.path().display().to_string());
+    assert!(!has(&h, "Choose a folder to host first"), "the Server tab's banner is gone once the folder is typed");
+
+    click(&mut h, "Client");
+    click(&mut h, "Connect");
+    assert!(has(&h, "Type the address the host shows"));
+    type_into(&mut h, "Server address", "127.0.0.1:1");
+    assert!(!has(&h, "Type the address the host shows"), "the Client tab's banner is gone once the address is typed");
+}
+
+/// The names of the listing's rows, top to bottom.
+fn row_names(h: &App) -> Vec<String> {
+    h.query_all_by_role(Role::ListItem).filter_map(|n| n.accesskit_node().label()).collect()
+}
+
+#[test]
+fn names_sort_naturally_and_each_column_sorts_both_ways() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    for (name, size) in [("f10", 1), ("f2", 300), ("F1", 20), ("docs", 4000)] {
+        std::fs::write(share.path().join(name), vec![0u8; size]).unwrap();
+    }
+    std::fs::create_dir(share.path().join("Zeta")).unwrap();
+    let (_server, addr) = spawn_server(share.path());
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("f10").is_some());
+    assert_eq!(row_names(&h), ["Zeta", "docs", "F1", "f2", "f10"], "folders first, then natural order");
+    click(&mut h, "Sort by name");
+    assert_eq!(row_names(&h), ["Zeta", "f10", "f2", "F1", "docs"], "reversed");
+    click(&mut h, "Sort by size");
+    assert_eq!(row_names(&h), ["Zeta", "f10", "F1", "f2", "docs"], "smallest first");
+    click(&mut h, "Sort by size");
+    assert_eq!(row_names(&h), ["Zeta", "docs", "f2", "F1", "f10"], "largest first");
+}
+
+#[test]
+fn a_recent_server_can_be_forgotten() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let (_server, addr) = spawn_server(share.path());
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the connection", WAIT, |h| !h.state().settings().recent_servers.is_empty());
+    h.run_steps(2);
+    click(&mut h, &format!("Forget {addr}"));
+    assert!(h.state().settings().recent_servers.is_empty());
+    assert!(h.query_by_label(&format!("Forget {addr}")).is_none());
+}
+
+#[test]
+fn stopping_with_a_transfer_running_asks_first_and_the_client_hears_of_it() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("big.bin"), test_bytes(8 * 1024 * 1024, 9)).unwrap();
+    let mut h = app(downloads.path());
+    let addr = host_from_server_tab(&mut h, share.path());
+    let slow = relay(addr, None, Duration::from_millis(2));
+    connect_from_client_tab(&mut h, &slow.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("big.bin").is_some());
+    click(&mut h, "big.bin");
+    click(&mut h, "Download");
+    step_until(&mut h, "progress", WAIT, |h| has(h, "of 8.00 MiB") && !has(h, "0 B of"));
+
+    click(&mut h, "Server");
+    step_until(&mut h, "the transfer on the Server tab", WAIT, |h| {
+        h.state().hosting_addr().is_some() && has(h, "big.bin")
+    });
+    click(&mut h, "Stop hosting");
+    step_until(&mut h, "the question", WAIT, |h| has(h, "Stop hosting?"));
+    click(&mut h, "Keep hosting");
+    assert!(h.state().hosting_addr().is_some(), "still hosting");
+    click(&mut h, "Stop hosting");
+    step_until(&mut h, "the question again", WAIT, |h| has(h, "Stop anyway"));
+    let started = Instant::now();
+    click(&mut h, "Stop anyway");
+    assert!(started.elapsed() < Duration::from_millis(500), "stopping does not hold up the window");
+    step_until(&mut h, "hosting to stop", WAIT, |h| h.query_by_label("Start hosting").is_some());
+    step_until(&mut h, "the transfer's end on the host", WAIT, |h| has(h, "stopped here"));
+    assert!(!has(&h, "Broken pipe") && !has(&h, "os error"), "no OS error text");
+}
+
+#[test]
+fn the_client_notices_within_seconds_that_the_host_stopped() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("a.txt"), b"a").unwrap();
+    let mut h = app(downloads.path());
+    let addr = host_from_server_tab(&mut h, share.path());
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("a.txt").is_some());
+    assert!(has(&h, "Connected to"));
+
+    click(&mut h, "Server");
+    click(&mut h, "Stop hosting");
+    step_until(&mut h, "hosting to stop", WAIT, |h| h.query_by_label("Start hosting").is_some());
+    click(&mut h, "Client");
+    let stopped = Instant::now();
+    step_until(&mut h, "the stopped-host notice", Duration::from_secs(10), |h| has(h, "stopped hosting"));
+    assert!(stopped.elapsed() < Duration::from_secs(5), "noticed in {:?}", stopped.elapsed());
+    assert!(!has(&h, "Connected to"), "no longer shown as connected");
+    assert!(h.query_by_label("a.txt").is_none(), "the stale listing is gone");
+}
+
+#[test]
+fn a_failed_connect_keeps_the_working_connection() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("kept.txt"), b"k").unwrap();
+    let (_server, addr) = spawn_server(share.path());
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("kept.txt").is_some());
+    type_into(&mut h, "Server address", &closed.to_string());
+    click(&mut h, "Connect");
+    step_until(&mut h, "the error", WAIT, |h| has(h, "Cannot connect to"));
+    assert!(h.query_by_label("kept.txt").is_some(), "the folder of the working connection is still there");
+    assert!(has(&h, "Connected to"));
+}
+
+#[test]
+fn a_host_that_accepts_but_never_answers_fails_in_seconds() {
+    let downloads = tempfile::tempdir().unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let mut h = app(downloads.path());
+    let started = Instant::now();
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the error", Duration::from_secs(30), |h| has(h, "did not answer"));
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    drop(silent);
 }

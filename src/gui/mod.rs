@@ -1,16 +1,20 @@
 //! The desktop window: a Server tab to host a folder and a Client tab to browse a host and
 //! download from it, each download ending in a visual MD5 verdict.
 //!
-//! The UI thread never touches a socket or a file: the engine's worker threads do all I/O and
-//! report events on channels, which [`FerryApp`] drains each frame (for a few milliseconds at
-//! most); what the person asks for while drawing is collected as [`Command`]s and applied after
-//! the pass. Workers wake the window through the engine's `notify` callback, which asks for a
-//! repaint at most every ~33 ms.
+//! The UI thread never blocks on the network or the disk: connecting, listing, downloading,
+//! hosting, stopping, file dialogs and even listing the network interfaces happen on worker
+//! threads, which report events on channels that [`FerryApp`] drains each frame (for a few
+//! milliseconds at most). What the person asks for while drawing is collected as [`Command`]s
+//! and applied after the pass. Workers wake the window through the engine's `notify` callback,
+//! which asks for a repaint at most every ~33 ms. The only file read on this thread is the
+//! user's folder settings, once, before the first frame. Closing the window waits for the
+//! server's threads, which end without waiting on the network.
 //!
 //! Settings (hosted folder, bind address and port, recent servers, download folder) persist
 //! between runs through eframe's storage.
 
-mod client_tab;
+mod client;
+mod demo;
 mod dialogs;
 pub use crate::format;
 mod server_tab;
@@ -24,11 +28,10 @@ use std::time::{Duration, Instant};
 use egui::{RichText, Ui};
 use serde::{Deserialize, Serialize};
 
-use self::client_tab::ClientTab;
+use self::client::ClientTab;
 use self::dialogs::{Answer, Dialogs, Purpose};
 use self::server_tab::ServerTab;
 use crate::client::DEFAULT_PORT;
-use crate::protocol::path::check_local_name;
 use crate::sink::Notify;
 
 /// The window's icon, drawn for ferry (`assets/ferry.svg`, rendered to 256×256).
@@ -91,6 +94,11 @@ impl State {
         self.recent_servers.insert(0, addr.to_string());
         self.recent_servers.truncate(RECENT_SERVERS);
     }
+
+    /// Removes `addr` from the recent servers.
+    pub fn forget_server(&mut self, addr: &str) {
+        self.recent_servers.retain(|a| a != addr);
+    }
 }
 
 /// What the person asked for during a frame; applied after drawing.
@@ -98,7 +106,10 @@ impl State {
 pub(crate) enum Command {
     PickHostFolder,
     StartHosting,
-    StopHosting,
+    StopHosting {
+        /// The person already said yes to stopping running transfers.
+        confirmed: bool,
+    },
     Connect,
     Disconnect,
     List(String),
@@ -126,7 +137,7 @@ pub struct FerryApp {
     notice: Option<String>,
     logo: Option<egui::TextureHandle>,
     persist: bool,
-    demo: Option<Demo>,
+    demo: Option<demo::Demo>,
 }
 
 impl FerryApp {
@@ -191,8 +202,8 @@ impl FerryApp {
                 }
             }
             Command::StartHosting => self.server.start(&mut self.state),
-            Command::StopHosting => self.server.stop(),
-            Command::Connect => self.client.connect(&mut self.state),
+            Command::StopHosting { confirmed } => self.server.stop(confirmed),
+            Command::Connect => self.client.connect(&self.state),
             Command::Disconnect => self.client.disconnect(),
             Command::List(path) => self.client.list(&path),
             Command::Download { remote, typed } => {
@@ -206,7 +217,7 @@ impl FerryApp {
                 }
             }
             Command::Cancel(row) => self.client.cancel(row),
-            Command::Restart(row) => self.client.restart(row, false),
+            Command::Restart(row) => self.client.restart(row),
             Command::Dismiss(row) => self.client.dismiss(row),
             Command::ClearFinished => self.client.clear_finished(),
             Command::ReplaceExisting(row) => self.client.replace_existing(row),
@@ -338,7 +349,7 @@ impl eframe::App for FerryApp {
                     server_tab::server_ui(ui, &mut self.state, &mut self.server, dialog_open, &mut commands)
                 });
             }
-            Tab::Client => client_tab::client_ui(ui, &mut self.state, &mut self.client, dialog_open, &mut commands),
+            Tab::Client => client::client_ui(ui, &mut self.state, &mut self.client, dialog_open, &mut commands),
         });
         for command in commands {
             self.apply(command);
@@ -394,34 +405,18 @@ pub fn expand_path(typed: &str) -> PathBuf {
 }
 
 fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+    dirs::home_dir()
 }
 
-/// The user's Downloads folder: `$XDG_DOWNLOAD_DIR`, the one named in
-/// `~/.config/user-dirs.dirs`, `~/Downloads` if it exists, else the home folder. Read once at
-/// start-up, before the first frame.
+/// The user's Downloads folder (on Linux the one named in `~/.config/user-dirs.dirs`), else
+/// `~/Downloads` if it exists, else the home folder. Read once at start-up, before the first
+/// frame.
 pub fn default_download_dir() -> PathBuf {
-    let home = home_dir();
-    let from_env = std::env::var("XDG_DOWNLOAD_DIR").ok().filter(|d| !d.trim().is_empty());
-    let from_file = || {
-        let config = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(".config")))?;
-        let text = std::fs::read_to_string(config.join("user-dirs.dirs")).ok()?;
-        text.lines().find_map(|line| {
-            let value = line.trim().strip_prefix("XDG_DOWNLOAD_DIR=")?.trim().trim_matches('"');
-            let home = home.as_ref()?.display().to_string();
-            Some(value.replace("$HOME", &home))
-        })
-    };
-    if let Some(dir) = from_env.or_else(from_file) {
-        return expand_path(&dir);
-    }
-    match &home {
-        Some(h) if h.join("Downloads").is_dir() => h.join("Downloads"),
-        Some(h) => h.clone(),
-        None => PathBuf::from("."),
-    }
+    let home = dirs::home_dir();
+    dirs::download_dir()
+        .or_else(|| home.as_ref().map(|h| h.join("Downloads")).filter(|d| d.is_dir()))
+        .or(home)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Opens the window; returns the process exit code.
@@ -441,91 +436,6 @@ pub fn run() -> i32 {
             eprintln!("ferry: cannot open the window: {e}");
             eprintln!("ferry: without a display, use `ferry serve`, `ferry ls` and `ferry get` (see `ferry --help`)");
             1
-        }
-    }
-}
-
-/// `FERRY_DEMO`: a hidden mode for `scripts/screenshots.sh` that drives the real window without
-/// a mouse. A `;`-separated list of `key=value`:
-/// `host=DIR` and `bind=HOST:PORT` start hosting; `connect=ADDR` connects; `open=FOLDER` enters a
-/// folder; `get=PATH` downloads that file into `dest=DIR` (default: the download folder);
-/// `tab=server|client` picks the tab; `theme=light|dark` the theme. Native dialogs are off and
-/// nothing is saved.
-struct Demo {
-    open: Option<String>,
-    get: Option<String>,
-    dest: Option<PathBuf>,
-    opened: bool,
-}
-
-impl FerryApp {
-    fn start_demo(&mut self, spec: &str) {
-        self.persist = false;
-        self.dialogs.set_native(false);
-        let mut demo = Demo { open: None, get: None, dest: None, opened: false };
-        let mut commands = Vec::new();
-        for (key, value) in spec.split(';').filter_map(|kv| kv.split_once('=')) {
-            let value = value.trim().to_string();
-            match key.trim() {
-                "host" => {
-                    self.state.host_folder = value;
-                    commands.push(Command::StartHosting);
-                }
-                "bind" => {
-                    if let Some((host, port)) = value.rsplit_once(':') {
-                        self.state.bind_host = host.trim_matches(['[', ']']).to_string();
-                        self.server.port_text = port.to_string();
-                    }
-                }
-                "connect" => {
-                    self.state.server_addr = value;
-                    commands.push(Command::Connect);
-                }
-                "pin" => {
-                    // Hosting asks for it, and connecting gives it.
-                    self.state.require_pin = true;
-                    self.server.pin = value.clone();
-                    self.client.pin = value;
-                }
-                "open" => demo.open = Some(value),
-                "get" => demo.get = Some(value),
-                "dest" => demo.dest = Some(PathBuf::from(value)),
-                "tab" => self.state.tab = if value == "client" { Tab::Client } else { Tab::Server },
-                "theme" => self.set_demo_theme(&value),
-                _ => {}
-            }
-        }
-        // Hosting first, so a demo that connects to itself finds the server listening.
-        commands.sort_by_key(|c| !matches!(c, Command::StartHosting));
-        for c in commands {
-            self.apply(c);
-        }
-        self.demo = Some(demo);
-    }
-
-    fn set_demo_theme(&self, value: &str) {
-        let theme = if value == "light" { egui::Theme::Light } else { egui::Theme::Dark };
-        self.ctx.set_theme(theme);
-    }
-
-    fn demo_step(&mut self) {
-        let Some(demo) = &mut self.demo else { return };
-        let Some(path) = self.client.current_path().map(str::to_string) else { return };
-        if let Some(open) = &demo.open
-            && !demo.opened
-        {
-            demo.opened = true;
-            self.client.list(open);
-            return;
-        }
-        if demo.open.as_deref().is_some_and(|o| o != path) {
-            return;
-        }
-        if let Some(get) = demo.get.take() {
-            let name = get.rsplit('/').next().and_then(|n| check_local_name(n).ok()).unwrap_or("download");
-            let dir = demo.dest.clone().unwrap_or_else(|| expand_path(&self.state.download_dir));
-            self.client.select(name, &dir.display().to_string());
-            self.client.download(get.clone(), dir.join(name));
         }
     }
 }

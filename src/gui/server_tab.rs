@@ -12,6 +12,7 @@ use egui::{Align, Layout, RichText, Ui};
 use super::format::{self, RateMeter};
 use super::verdict::{self, fingerprint_ui};
 use super::{Command, State, expand_path};
+use crate::protocol::message::Secret;
 use crate::protocol::path::Escaped;
 use crate::protocol::{Md5Digest, hex};
 use crate::server::{ClientId, Server, ServerConfig, ServerEvent, TransferId};
@@ -57,10 +58,15 @@ pub(crate) struct ServerTab {
     pub(crate) hosting: Hosting,
     pub(crate) error: Option<String>,
     pub(crate) port_text: String,
-    /// The PIN clients must give when `State::require_pin` is on: fresh each run, never saved.
-    pub(crate) pin: String,
+    /// The PIN clients must give when `State::require_pin` is on: fresh each run, never saved,
+    /// never in `Debug` output.
+    pub(crate) pin: Secret,
     /// The PIN the running server asks for.
-    active_pin: Option<String>,
+    active_pin: Option<Secret>,
+    /// The thread stopping the server (and waiting for its threads), so the window does not.
+    stopper: Option<std::thread::JoinHandle<()>>,
+    /// Stop hosting was asked for while transfers run: waiting for "stop anyway?".
+    pub(crate) confirm_stop: bool,
     clients: BTreeMap<ClientId, SocketAddr>,
     active: BTreeMap<TransferId, ActiveTransfer>,
     finished: VecDeque<FinishedTransfer>,
@@ -78,8 +84,10 @@ impl ServerTab {
             hosting: Hosting::Idle,
             error: None,
             port_text: state.port.to_string(),
-            pin: crate::server::random_pin(),
+            pin: Secret(crate::server::random_pin()),
             active_pin: None,
+            stopper: None,
+            confirm_stop: false,
             clients: BTreeMap::new(),
             active: BTreeMap::new(),
             finished: VecDeque::new(),
@@ -103,13 +111,13 @@ impl ServerTab {
     }
 
     pub fn start(&mut self, state: &mut State) {
-        if self.server.is_some() {
+        if self.server.is_some() || self.hosting != Hosting::Idle {
             return;
         }
         self.error = None;
         let folder = state.host_folder.trim();
         if folder.is_empty() {
-            self.error = Some("Choose a folder to host first (Host a folder…, or type its path).".into());
+            self.error = Some("Choose a folder to host first (Choose folder…, or type its path).".into());
             return;
         }
         let port: u16 = match self.port_text.trim().parse() {
@@ -131,14 +139,14 @@ impl ServerTab {
         };
         let mut config = ServerConfig::new(expand_path(folder), bind);
         if state.require_pin {
-            let pin = self.pin.trim();
+            let pin = self.pin.0.trim();
             if pin.is_empty() {
                 self.error = Some("Type a PIN, or untick \"Require a PIN\".".into());
                 return;
             }
             config.pin = Some(pin.to_string());
         }
-        self.active_pin = config.pin.clone();
+        self.active_pin = config.pin.clone().map(Secret);
         let (server, events) = Server::spawn(config, Some(self.notify.clone()));
         self.server = Some(server);
         self.events = Some(events);
@@ -147,17 +155,31 @@ impl ServerTab {
         self.active.clear();
     }
 
-    pub fn stop(&mut self) {
-        if let Some(server) = &self.server {
-            server.stop();
-            self.hosting = Hosting::Stopping;
+    /// Stops hosting on a worker thread; `Stopped` arrives when every server thread has ended.
+    /// With transfers running, asks first unless `confirmed`.
+    pub fn stop(&mut self, confirmed: bool) {
+        if !confirmed && !self.active.is_empty() {
+            self.confirm_stop = true;
+            return;
         }
+        self.confirm_stop = false;
+        let Some(server) = self.server.take() else { return };
+        self.hosting = Hosting::Stopping;
+        let notify = self.notify.clone();
+        let stopper = std::thread::Builder::new().name("ferry-stop".into()).spawn(move || {
+            server.stop_and_join();
+            notify();
+        });
+        self.stopper = stopper.ok();
     }
 
     /// Stops hosting and waits for the server's threads (when the window closes).
     pub fn shutdown(&mut self) {
         if let Some(server) = self.server.take() {
             server.stop_and_join();
+        }
+        if let Some(stopper) = self.stopper.take() {
+            let _ = stopper.join();
         }
     }
 
@@ -234,12 +256,18 @@ impl ServerTab {
             ServerEvent::TransferFinished { transfer, md5, sent: _, elapsed } => {
                 self.finish(transfer, Ok((md5, elapsed)));
             }
-            ServerEvent::TransferFailed { transfer, error } => self.finish(transfer, Err(error)),
+            ServerEvent::TransferFailed { transfer, error } => {
+                let why = failure_text(&error, self.hosting == Hosting::Stopping);
+                self.finish(transfer, Err(why));
+            }
             ServerEvent::RequestRefused { peer, request, error, .. } => {
                 self.note(format!("{peer}: {} refused: {}", Escaped(&request), Escaped(&error)));
             }
             ServerEvent::Stopped => {
                 self.server = None; // its threads have finished: dropping it joins at once
+                if let Some(stopper) = self.stopper.take() {
+                    let _ = stopper.join(); // it has sent this event: it ends at once
+                }
                 self.events = None;
                 self.hosting = Hosting::Idle;
                 self.clients.clear();
@@ -263,6 +291,17 @@ impl ServerTab {
     }
 }
 
+/// Why a transfer ended early, in words about who did what: no OS error text.
+fn failure_text(error: &str, stopping_here: bool) -> String {
+    if stopping_here {
+        "stopped here (hosting was stopped)".into()
+    } else if error.starts_with("the client went away") {
+        "stopped by the client (cancelled, or its connection dropped)".into()
+    } else {
+        error.to_string()
+    }
+}
+
 /// Draws the Server tab; what the person asks for goes to `out`.
 pub(crate) fn server_ui(
     ui: &mut Ui,
@@ -276,15 +315,18 @@ pub(crate) fn server_ui(
     ui.label("Anyone who can reach this machine can browse the folder and download from it. Nothing can be changed or uploaded.");
     ui.add_space(6.0);
 
+    let mut edited = false;
+    let mut entered = false;
     egui::Grid::new("host_form").num_columns(2).spacing([10.0, 8.0]).show(ui, |ui| {
         let label = ui.label("Folder to host");
         ui.horizontal(|ui| {
             ui.add_enabled_ui(idle, |ui| {
                 let field = egui::TextEdit::singleline(&mut state.host_folder)
                     .hint_text("/path/to/folder")
-                    .desired_width((ui.available_width() - 130.0).max(200.0));
-                ui.add(field).labelled_by(label.id);
-                if ui.add_enabled(!dialog_open, egui::Button::new("Host a folder…")).clicked() {
+                    .desired_width((ui.available_width() - 130.0).max(160.0));
+                watch(&ui.add(field).labelled_by(label.id), &mut edited, &mut entered);
+                let pick = egui::Button::new("Choose folder…");
+                if ui.add_enabled(!dialog_open, pick).on_hover_text("Pick the folder, then host it").clicked() {
                     out.push(Command::PickHostFolder);
                 }
             });
@@ -297,6 +339,7 @@ pub(crate) fn server_ui(
                 let addr = ui
                     .add(egui::TextEdit::singleline(&mut state.bind_host).hint_text("0.0.0.0").desired_width(160.0))
                     .labelled_by(label.id);
+                watch(&addr, &mut edited, &mut entered);
                 addr.on_hover_text("0.0.0.0 listens on every network interface; 127.0.0.1 on this machine only");
                 let port_label = ui.label("port");
                 let port_ok = tab.port_text.trim().parse::<u16>().is_ok();
@@ -304,7 +347,9 @@ pub(crate) fn server_ui(
                 if !port_ok {
                     port = port.text_color(verdict::bad_text(ui));
                 }
-                ui.add(port).labelled_by(port_label.id).on_hover_text("0 picks any free port");
+                let port = ui.add(port).labelled_by(port_label.id);
+                watch(&port, &mut edited, &mut entered);
+                port.on_hover_text("0 picks any free port");
             });
         });
         ui.end_row();
@@ -312,29 +357,34 @@ pub(crate) fn server_ui(
         ui.label("Access");
         ui.horizontal(|ui| {
             ui.add_enabled_ui(idle, |ui| {
-                ui.checkbox(&mut state.require_pin, "Require a PIN").on_hover_text(
+                let tick = ui.checkbox(&mut state.require_pin, "Require a PIN").on_hover_text(
                     "Clients must type this PIN to connect. It keeps out passers-by; it is not encryption.",
                 );
+                edited |= tick.changed();
                 if state.require_pin {
                     let pin_label = ui.label("PIN");
-                    ui.add(
-                        egui::TextEdit::singleline(&mut tab.pin).desired_width(90.0).font(egui::TextStyle::Monospace),
-                    )
-                    .labelled_by(pin_label.id);
+                    let pin =
+                        egui::TextEdit::singleline(&mut tab.pin.0).desired_width(90.0).font(egui::TextStyle::Monospace);
+                    watch(&ui.add(pin).labelled_by(pin_label.id), &mut edited, &mut entered);
                     if ui.button("New PIN").clicked() {
-                        tab.pin = crate::server::random_pin();
+                        tab.pin = Secret(crate::server::random_pin());
+                        edited = true;
                     }
                 }
             });
         });
         ui.end_row();
     });
+    if edited {
+        // The form changed since the complaint: it no longer applies.
+        tab.error = None;
+    }
     ui.add_space(6.0);
 
     ui.horizontal(|ui| match tab.hosting {
         Hosting::Idle => {
             let start = egui::Button::new(RichText::new("Start hosting").size(16.0)).min_size([160.0, 32.0].into());
-            if ui.add(start).clicked() {
+            if ui.add(start).clicked() || entered {
                 out.push(Command::StartHosting);
             }
         }
@@ -345,7 +395,7 @@ pub(crate) fn server_ui(
         Hosting::Listening { .. } => {
             let stop = egui::Button::new(RichText::new("Stop hosting").size(16.0)).min_size([160.0, 32.0].into());
             if ui.add(stop).clicked() {
-                out.push(Command::StopHosting);
+                out.push(Command::StopHosting { confirmed: false });
             }
         }
         Hosting::Stopping => {
@@ -353,6 +403,7 @@ pub(crate) fn server_ui(
             ui.label("Stopping…");
         }
     });
+    confirm_stop_modal(ui, tab, out);
 
     if let Some(error) = tab.error.clone() {
         super::error_banner(ui, &error, || tab.error = None);
@@ -360,7 +411,7 @@ pub(crate) fn server_ui(
 
     if let Hosting::Listening { addr, root } = &tab.hosting {
         ui.add_space(8.0);
-        listening_ui(ui, *addr, root, tab.lan.as_deref(), tab.active_pin.as_deref());
+        listening_ui(ui, *addr, root, tab.lan.as_deref(), tab.active_pin.as_ref().map(|p| p.0.as_str()));
     }
 
     ui.add_space(10.0);
@@ -369,6 +420,42 @@ pub(crate) fn server_ui(
     ui.add_space(10.0);
     ui.separator();
     finished_ui(ui, tab);
+}
+
+/// Notes whether a form field was edited, or left with Enter.
+fn watch(field: &egui::Response, edited: &mut bool, entered: &mut bool) {
+    *edited |= field.changed();
+    *entered |= field.lost_focus() && field.ctx.input(|i| i.key_pressed(egui::Key::Enter));
+}
+
+/// "Stop hosting while files are being sent?"
+fn confirm_stop_modal(ui: &mut Ui, tab: &mut ServerTab, out: &mut Vec<Command>) {
+    if !tab.confirm_stop {
+        return;
+    }
+    let n = tab.active.len();
+    let modal = egui::Modal::new(egui::Id::unique("confirm_stop")).show(ui.ctx(), |ui| {
+        ui.set_max_width(460.0);
+        ui.heading("Stop hosting?");
+        ui.add_space(6.0);
+        let files = if n == 1 { "1 file is".to_string() } else { format!("{n} files are") };
+        ui.label(format!("{files} being sent right now. Stopping ends those transfers; the other side can resume them once you host again."));
+        ui.add_space(10.0);
+        ui.horizontal(|ui| {
+            if ui.button("Stop anyway").clicked() {
+                out.push(Command::StopHosting { confirmed: true });
+            }
+            if ui.button("Keep hosting").clicked() {
+                tab.confirm_stop = false;
+            }
+        });
+    });
+    // Escape keeps hosting; a click beside the box does not count as an answer (it may be the
+    // end of the click that opened it).
+    let escaped = modal.response.ctx.input(|i| i.key_pressed(egui::Key::Escape));
+    if escaped && !out.iter().any(|c| matches!(c, Command::StopHosting { .. })) {
+        tab.confirm_stop = false;
+    }
 }
 
 fn listening_ui(ui: &mut Ui, addr: SocketAddr, root: &std::path::Path, lan: Option<&[IpAddr]>, pin: Option<&str>) {
@@ -507,7 +594,7 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                         }
                         Err(error) => {
                             let text =
-                                RichText::new(format!("failed: {}", Escaped(error))).color(verdict::bad_text(ui));
+                                RichText::new(format!("not sent: {}", Escaped(error))).color(verdict::bad_text(ui));
                             ui.add(egui::Label::new(text).extend());
                             ui.label("");
                         }

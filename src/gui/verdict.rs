@@ -194,9 +194,24 @@ mod tests {
         [0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42, 0x7e];
 
     #[test]
-    fn fingerprint_is_deterministic() {
-        assert_eq!(fingerprint(&EMPTY_MD5), fingerprint(&EMPTY_MD5));
-        assert_eq!(fingerprint_names(&EMPTY_MD5).split(", ").count(), SWATCHES);
+    fn the_empty_files_digest_has_known_colours() {
+        // Worked by hand: d4^1d = c9, c^9 = 5 (purple); 8c^d9 = 55, 5^5 = 0 (red); …
+        assert_eq!(fingerprint(&EMPTY_MD5), [5, 0, 7, 13, 15, 8, 5, 15]);
+        assert_eq!(fingerprint_names(&EMPTY_MD5), "purple, red, magenta, maroon, olive, lime, purple, olive");
+        let harness = Harness::new_ui(|ui| {
+            fingerprint_ui(ui, &EMPTY_MD5, 20.0);
+        });
+        harness.get_by_label("fingerprint: purple, red, magenta, maroon, olive, lime, purple, olive");
+    }
+
+    #[test]
+    fn digests_differing_in_every_swatch_pair_share_no_swatch() {
+        let mut other = EMPTY_MD5;
+        for pair in 0..SWATCHES {
+            other[2 * pair] ^= 0x01;
+        }
+        let (a, b) = (fingerprint(&EMPTY_MD5), fingerprint(&other));
+        assert!(a.iter().zip(&b).all(|(x, y)| x != y), "{a:?} {b:?}");
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! The Downloads list: one card per download with its progress or its verdict, and the
+//! question asked when a download would replace an existing file.
+
+use egui::{Align, Layout, RichText, Stroke, Ui};
+
+use super::transfers::{Download, Phase, Transfers};
+use crate::client::md5sum_line;
+use crate::gui::verdict::{self, Verdict, verdict_ui};
+use crate::gui::{Command, format};
+use crate::protocol::hex;
+use crate::protocol::path::Escaped;
+
+pub(super) fn transfers_ui(ui: &mut Ui, transfers: &Transfers, out: &mut Vec<Command>) {
+    ui.horizontal(|ui| {
+        ui.label(RichText::new("Downloads").strong());
+        let finished = transfers.rows.iter().filter(|d| !d.is_running()).count();
+        if finished > 0 {
+            ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                if ui.small_button("Clear finished").clicked() {
+                    out.push(Command::ClearFinished);
+                }
+            });
+        }
+    });
+    if transfers.rows.is_empty() {
+        ui.weak("Downloads appear here with their progress and their MD5 verdict.");
+        return;
+    }
+    egui::ScrollArea::vertical().id_salt("downloads").auto_shrink(false).show(ui, |ui| {
+        for d in &transfers.rows {
+            // The frame takes the verdict's colour, so it reads at a glance.
+            let mut frame = egui::Frame::group(ui.style()).inner_margin(10.0);
+            if let Phase::Done { verdict: v, .. } = &d.phase {
+                let color = if v.is_ok() { verdict::good_text(ui) } else { verdict::bad_text(ui) };
+                frame = frame.stroke(Stroke::new(2.0, color));
+            }
+            frame.show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                download_ui(ui, d, out);
+            });
+            ui.add_space(4.0);
+        }
+    });
+}
+
+/// The card's buttons, right-aligned. While the download runs, Cancel is the rightmost; once
+/// it has ended, the rightmost is the way to try again, and Remove sits to its left: never
+/// where Cancel was, so a double click on Cancel cannot remove the card.
+fn buttons_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
+    match &d.phase {
+        Phase::Connecting | Phase::Running => {
+            if ui.button("Cancel").clicked() {
+                out.push(Command::Cancel(d.row));
+            }
+        }
+        Phase::Exists => {}
+        phase => {
+            let again = match phase {
+                Phase::Cancelled { kept_part: true } => Some(("Resume", "Continue from where it stopped")),
+                Phase::Failed { .. } if d.done > 0 => {
+                    Some(("Resume", "Try again; what already arrived is kept and checked"))
+                }
+                Phase::Cancelled { .. } | Phase::Failed { .. } => Some(("Retry", "Try again")),
+                Phase::Done { verdict: Verdict::Mismatch { .. }, .. } => Some(("Download again", "Try again")),
+                Phase::Kept => Some(("Download again", "Ask again whether to replace the existing file")),
+                _ => None,
+            };
+            match again {
+                Some((label, hint)) => {
+                    if ui.button(label).on_hover_text(hint).clicked() {
+                        out.push(Command::Restart(d.row));
+                    }
+                }
+                // Keep Remove out of the slot Cancel had.
+                None => {
+                    ui.add_space(70.0);
+                }
+            }
+            if ui.small_button("Remove").on_hover_text("Remove from this list").clicked() {
+                out.push(Command::Dismiss(d.row));
+            }
+        }
+    }
+}
+
+fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(d.name()).strong().size(15.0));
+        ui.add(egui::Label::new(RichText::new(format!("from {} · {}", d.addr, Escaped(&d.remote))).weak()).truncate());
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| buttons_ui(ui, d, out));
+    });
+    match &d.phase {
+        Phase::Connecting => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Connecting…");
+            });
+        }
+        Phase::Running => {
+            let frac = if d.total == 0 { 0.0 } else { d.done as f32 / d.total as f32 };
+            ui.add(egui::ProgressBar::new(frac).show_percentage().desired_height(20.0));
+            let mut line = format!("{} of {}", format::size(d.done), format::size(d.total));
+            if d.total > 0 && d.done == d.total {
+                line += "  ·  checking the MD5…";
+            } else {
+                if d.bytes_per_sec > 0.0 {
+                    line += &format!("  ·  {}", format::speed(d.bytes_per_sec));
+                }
+                if let Some(eta) = format::eta(d.total.saturating_sub(d.done), d.bytes_per_sec) {
+                    line += &format!("  ·  {eta} left");
+                }
+            }
+            ui.label(line);
+        }
+        Phase::Done { verdict, size, resumed_from } => {
+            let (detail, copy) = match verdict {
+                Verdict::Verified(md5) => {
+                    let mut detail = format!("Saved to {} ({})", d.dest.display(), format::size(*size));
+                    if *resumed_from > 0 {
+                        detail += &format!(", resumed after {}", format::size(*resumed_from));
+                    }
+                    (detail, md5sum_line(md5, &d.dest.display().to_string()))
+                }
+                Verdict::Mismatch { expected, actual } => (
+                    format!(
+                        "The {} that arrived differ from what the host sent, so nothing was saved. Download it again.",
+                        format::size(*size)
+                    ),
+                    format!("host sent:     {}\ncomputed here: {}", hex(expected), hex(actual)),
+                ),
+            };
+            verdict_ui(ui, d.row, verdict, &detail, &copy);
+        }
+        Phase::Failed { message } => {
+            ui.colored_label(verdict::bad_text(ui), format!("Failed: {message}"));
+            if d.done > 0 {
+                ui.weak(format!(
+                    "{} of {} arrived; Resume continues from there.",
+                    format::size(d.done),
+                    format::size(d.total)
+                ));
+            }
+        }
+        Phase::Cancelled { kept_part } => {
+            if *kept_part {
+                ui.label(format!(
+                    "Cancelled. The {} already downloaded are kept; Resume continues from there.",
+                    format::size(d.done)
+                ));
+            } else {
+                ui.label("Cancelled.");
+            }
+        }
+        Phase::Exists => {
+            ui.label(format!("{} already exists: replace it?", d.dest.display()));
+        }
+        Phase::Kept => {
+            ui.weak(format!("Not downloaded: kept the existing {}.", d.dest.display()));
+        }
+    }
+}
+
+pub(super) fn overwrite_modal(ui: &mut Ui, transfers: &Transfers, out: &mut Vec<Command>) {
+    let Some(row) = transfers.confirm else { return };
+    let Some(d) = transfers.rows.iter().find(|d| d.row == row) else { return };
+    let modal = egui::Modal::new(egui::Id::unique("confirm_overwrite")).show(ui.ctx(), |ui| {
+        ui.set_max_width(460.0);
+        ui.heading("Replace the existing file?");
+        ui.add_space(6.0);
+        ui.label(format!("{} already exists.", d.dest.display()));
+        ui.label("If you replace it, the new copy takes its place only after its MD5 is verified.");
+        ui.add_space(10.0);
+        ui.horizontal(|ui| {
+            if ui.button("Replace").clicked() {
+                out.push(Command::ReplaceExisting(row));
+            }
+            if ui.button("Keep the existing file").clicked() {
+                out.push(Command::KeepExisting(row));
+            }
+        });
+    });
+    if modal.should_close() && !out.iter().any(|c| matches!(c, Command::ReplaceExisting(_))) {
+        out.push(Command::KeepExisting(row));
+    }
+}

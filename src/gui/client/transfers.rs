@@ -1,0 +1,207 @@
+//! The downloads model: one row per download, each driven by one engine job, from the start
+//! to its verdict (or failure, or cancellation), and restarted (resumed) from here.
+
+use std::path::PathBuf;
+
+use super::session::describe;
+use crate::client::jobs::{EventKind, JobHandle, JobId, Jobs};
+use crate::client::{ClientError, ConnectOptions, DownloadRequest};
+use crate::gui::verdict::Verdict;
+use crate::protocol::path::Escaped;
+
+/// Where a download stands.
+#[derive(Debug, Clone)]
+pub(crate) enum Phase {
+    Connecting,
+    Running,
+    Done {
+        verdict: Verdict,
+        size: u64,
+        resumed_from: u64,
+    },
+    Failed {
+        message: String,
+    },
+    Cancelled {
+        kept_part: bool,
+    },
+    /// The destination exists; waiting for the person to say whether to replace it.
+    Exists,
+    /// The person chose to keep the existing file.
+    Kept,
+}
+
+/// One row of the Downloads list.
+pub(crate) struct Download {
+    pub row: u64,
+    job: Option<JobHandle>,
+    job_id: JobId,
+    pub addr: String,
+    opts: ConnectOptions,
+    pub remote: String,
+    pub dest: PathBuf,
+    overwrite: bool,
+    pub phase: Phase,
+    pub done: u64,
+    pub total: u64,
+    pub bytes_per_sec: f64,
+}
+
+impl Download {
+    pub fn is_running(&self) -> bool {
+        matches!(self.phase, Phase::Connecting | Phase::Running)
+    }
+
+    pub fn name(&self) -> String {
+        let name = self.dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Escaped(&name).to_string()
+    }
+}
+
+/// Every download of this run, newest first.
+#[derive(Default)]
+pub(crate) struct Transfers {
+    pub rows: Vec<Download>,
+    next_row: u64,
+    /// A download waiting for "replace the existing file?".
+    pub confirm: Option<u64>,
+}
+
+impl Transfers {
+    pub fn running_count(&self) -> usize {
+        self.rows.iter().filter(|d| d.is_running()).count()
+    }
+
+    /// Starts downloading `remote` from `addr` into `dest`.
+    pub fn start(&mut self, jobs: &Jobs, addr: &str, opts: &ConnectOptions, remote: String, dest: PathBuf) {
+        self.next_row += 1;
+        let mut d = Download {
+            row: self.next_row,
+            job: None,
+            job_id: 0,
+            addr: addr.to_string(),
+            opts: download_options(opts),
+            remote,
+            dest,
+            overwrite: false,
+            phase: Phase::Connecting,
+            done: 0,
+            total: 0,
+            bytes_per_sec: 0.0,
+        };
+        start_job(jobs, &mut d);
+        self.rows.insert(0, d);
+    }
+
+    /// Starts a finished, failed or cancelled download again; a kept partial file is resumed.
+    /// `credentials` are the browsed connection's, when it is to the same host: the PIN typed
+    /// since the download first started is the one that counts.
+    pub fn restart(&mut self, jobs: &Jobs, row: u64, overwrite: bool, credentials: Option<(&str, &ConnectOptions)>) {
+        let Some(d) = self.rows.iter_mut().find(|d| d.row == row) else { return };
+        if d.is_running() {
+            return;
+        }
+        if let Some((addr, opts)) = credentials
+            && addr == d.addr
+        {
+            d.opts.pin = opts.pin.clone();
+        }
+        d.overwrite |= overwrite;
+        start_job(jobs, d);
+    }
+
+    pub fn cancel(&mut self, row: u64) {
+        if let Some(job) = self.rows.iter().find(|d| d.row == row).and_then(|d| d.job.as_ref()) {
+            job.cancel();
+        }
+    }
+
+    pub fn keep_existing(&mut self, row: u64) {
+        if let Some(d) = self.rows.iter_mut().find(|d| d.row == row) {
+            d.phase = Phase::Kept;
+        }
+        self.confirm = None;
+        self.ask_next();
+    }
+
+    pub fn replace_existing(&mut self, jobs: &Jobs, row: u64, credentials: Option<(&str, &ConnectOptions)>) {
+        self.confirm = None;
+        self.restart(jobs, row, true, credentials);
+        self.ask_next();
+    }
+
+    pub fn dismiss(&mut self, row: u64) {
+        self.rows.retain(|d| d.row != row || d.is_running());
+    }
+
+    pub fn clear_finished(&mut self) {
+        self.rows.retain(|d| d.is_running() || matches!(d.phase, Phase::Exists));
+    }
+
+    /// Cancels every download (when the window closes); their partial files stay for a resume.
+    /// Not joined: a job still connecting could hold the window open for the connect timeout,
+    /// and a partial file cut short anywhere is still resumed safely (the MD5 covers it all).
+    pub fn shutdown(&mut self) {
+        for job in self.rows.iter().filter_map(|d| d.job.as_ref()) {
+            job.cancel();
+        }
+    }
+
+    /// Whether `job` drives one of the rows.
+    pub fn owns(&self, job: JobId) -> bool {
+        self.rows.iter().any(|d| d.job_id == job && d.job.is_some())
+    }
+
+    /// Handles an event of a download job.
+    pub fn handle(&mut self, job: JobId, kind: EventKind) {
+        let Some(d) = self.rows.iter_mut().find(|d| d.job_id == job && d.job.is_some()) else { return };
+        if kind.is_terminal() {
+            d.job = None; // the job's thread ends by itself
+        }
+        match kind {
+            EventKind::Connected { .. } => d.phase = Phase::Running,
+            EventKind::Progress { done, total, bytes_per_sec } => {
+                d.phase = Phase::Running;
+                d.done = done;
+                d.total = total;
+                d.bytes_per_sec = bytes_per_sec;
+            }
+            EventKind::Verified { md5, dest, size, resumed_from } => {
+                d.dest = dest;
+                d.done = size;
+                d.total = size;
+                d.phase = Phase::Done { verdict: Verdict::Verified(md5), size, resumed_from };
+            }
+            EventKind::Mismatch { expected, actual, size } => {
+                d.phase = Phase::Done { verdict: Verdict::Mismatch { expected, actual }, size, resumed_from: 0 };
+            }
+            EventKind::Failed(ClientError::Exists(_)) => d.phase = Phase::Exists,
+            EventKind::Failed(error) => d.phase = Phase::Failed { message: describe(&error) },
+            EventKind::Cancelled { part } => d.phase = Phase::Cancelled { kept_part: part.is_some() },
+            EventKind::Listing(_) | EventKind::ListFailed { .. } | EventKind::Closed => {}
+        }
+        self.ask_next();
+    }
+
+    /// Puts the next download waiting on "replace?" in front of the person.
+    fn ask_next(&mut self) {
+        if self.confirm.is_none() {
+            self.confirm = self.rows.iter().rev().find(|d| matches!(d.phase, Phase::Exists)).map(|d| d.row);
+        }
+    }
+}
+
+/// A download's connection waits longer than a browsing one: a host busy hashing a large file
+/// before it sends may be silent for a while.
+fn download_options(browse: &ConnectOptions) -> ConnectOptions {
+    ConnectOptions { pin: browse.pin.clone(), ..ConnectOptions::default() }
+}
+
+fn start_job(jobs: &Jobs, d: &mut Download) {
+    let req = DownloadRequest { path: d.remote.clone(), dest: d.dest.clone(), overwrite: d.overwrite };
+    let job = jobs.download(&d.addr, &d.opts, req);
+    d.job_id = job.id;
+    d.job = Some(job);
+    d.phase = Phase::Connecting;
+    d.bytes_per_sec = 0.0;
+}
