@@ -522,3 +522,38 @@ fn a_host_that_accepts_but_never_answers_fails_in_seconds() {
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     drop(silent);
 }
+
+#[test]
+fn resume_uses_the_pin_typed_since_the_download_started() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let data = test_bytes(8 * 1024 * 1024, 21);
+    std::fs::write(share.path().join("album.zip"), &data).unwrap();
+    let (server, upstream) = spawn_server(share.path());
+    let slow = relay(upstream, None, Duration::from_millis(2));
+
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &slow.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("album.zip").is_some());
+    click(&mut h, "album.zip");
+    click(&mut h, "Download");
+    step_until(&mut h, "progress", WAIT, |h| has(h, "of 8.00 MiB") && !has(h, "0 B of"));
+    click(&mut h, "Cancel");
+    step_until(&mut h, "the cancellation", WAIT, |h| has(h, "Cancelled"));
+
+    // The host hosts again, now with a PIN; the person types it and connects again.
+    drop(server);
+    let mut config = ServerConfig::new(share.path(), upstream.to_string());
+    config.pin = Some("424242".into());
+    let (_server, events) = Server::spawn(config, None);
+    let first = events.iter().find(|e| matches!(e, ServerEvent::Listening { .. } | ServerEvent::StartFailed { .. }));
+    assert!(matches!(first, Some(ServerEvent::Listening { .. })), "hosting again on the same port: {first:?}");
+    type_into(&mut h, "PIN", "424242");
+    click(&mut h, "Connect");
+    step_until(&mut h, "the listing with the PIN", WAIT, |h| has(h, "Connected to") && !has(h, "Connecting"));
+
+    click(&mut h, "Resume");
+    step_until(&mut h, "the verdict", WAIT, |h| has(h, "MD5 verified") || has(h, "Failed"));
+    assert!(has(&h, "MD5 verified"), "resumed with the PIN typed since");
+    assert_eq!(std::fs::read(downloads.path().join("album.zip")).unwrap(), data);
+}
