@@ -92,7 +92,8 @@ pub enum Command {
         /// name in the current folder.
         #[arg(short = 'o', long = "output", value_name = "DEST")]
         output: Option<PathBuf>,
-        /// Replace DEST if it already exists.
+        /// Replace DEST if it already exists (and discard ferry's own partial download of
+        /// another file to DEST).
         #[arg(long)]
         force: bool,
         /// The host's PIN, if it asks for one (or set FERRY_PIN).
@@ -515,7 +516,15 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                 }
                 eprintln!("ferry: {e}");
                 let part = crate::client::part_path(&dest);
-                if part.exists() && !matches!(e, ClientError::Exists(_)) {
+                // Only when the partial file is this download's own (not a conflict over it).
+                let conflict = matches!(
+                    e,
+                    ClientError::Exists(_)
+                        | ClientError::NotOurs(_)
+                        | ClientError::PartialOfOther { .. }
+                        | ClientError::InUse(_)
+                );
+                if part.exists() && !conflict {
                     eprintln!(
                         "ferry: the partial download is kept in {}; run the same command to resume",
                         part.display()

@@ -88,7 +88,7 @@ fn get_exits_2_on_a_checksum_mismatch_and_saves_nothing() {
     assert!(err.contains(&md5_hex(&bytes)), "the host's digest is shown: {err}");
     assert!(text(&out.stdout).is_empty());
     assert!(!here.path().join("c.bin").exists());
-    assert!(!here.path().join("c.bin.part").exists());
+    assert!(!here.path().join("c.bin.ferry-part").exists());
 }
 
 #[test]

@@ -35,10 +35,10 @@ fn a_write_failing_mid_download_is_a_clear_error_and_no_final_file() {
     };
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("cannot write") && err.contains("big.bin.part"), "{err}");
+    assert!(err.contains("cannot write") && err.contains("big.bin.ferry-part"), "{err}");
     assert!(!here.path().join("big.bin").exists(), "no file under the final name");
-    // Documented behaviour: the .part is kept (with what was written) for a later resume.
-    let kept = fs::metadata(here.path().join("big.bin.part")).unwrap().len();
+    // Documented behaviour: the partial file is kept (with what was written) for a later resume.
+    let kept = fs::metadata(here.path().join("big.bin.ferry-part")).unwrap().len();
     assert!(kept <= 1024 * 1024, "{kept}");
     assert!(err.contains("run the same command to resume"), "{err}");
 }

@@ -9,7 +9,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::thread;
 
-use ferry::client::{CancelToken, ConnectOptions, Connection, DownloadRequest, Outcome, part_path};
+use ferry::client::{CancelToken, ConnectOptions, Connection, DownloadRequest, Outcome, PartialRecord, part_path};
 use ferry::protocol::hex;
 use md5::Digest;
 use support::*;
@@ -56,6 +56,7 @@ fn a_file_over_4_gib_resumes_past_the_32_bit_boundary_and_verifies() {
     part.seek(SeekFrom::Start(FOUR_GIB)).unwrap();
     part.write_all(&tail[..1024 * 1024]).unwrap();
     drop(part);
+    PartialRecord::new(srv.addr_string(), "shared", "huge.img").save(&dest).unwrap();
 
     let mut conn = Connection::connect(&srv.addr_string(), &ConnectOptions::default()).unwrap();
     let req = DownloadRequest { path: "huge.img".into(), dest: dest.clone(), overwrite: false };

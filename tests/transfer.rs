@@ -8,7 +8,9 @@ use std::thread;
 use std::time::Duration;
 
 use ferry::client::jobs::{EventKind, Jobs};
-use ferry::client::{CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome, part_path};
+use ferry::client::{
+    CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome, PartialRecord, part_path,
+};
 use ferry::protocol::hex;
 use ferry::server::ServerEvent;
 use support::*;
@@ -106,6 +108,7 @@ fn resume_from_an_existing_part_file() {
     let out = tempfile::tempdir().unwrap();
     let dest = dest_in(&out, "r.bin");
     fs::write(part_path(&dest), &bytes[..1_000_000]).unwrap();
+    PartialRecord::new(srv.addr_string(), "shared", "r.bin").save(&dest).unwrap();
     match download(&srv.addr_string(), "r.bin", &dest).unwrap() {
         Outcome::Verified { resumed_from, .. } => assert_eq!(resumed_from, 1_000_000),
         other => panic!("{other:?}"),
@@ -125,8 +128,9 @@ fn resume_on_wrong_bytes_restarts_from_zero_and_verifies() {
     let bytes = srv.put("w.bin", random_bytes(600_000, 5));
     let out = tempfile::tempdir().unwrap();
     let dest = dest_in(&out, "w.bin");
-    // A .part whose bytes are not the file's: the resumed checksum fails, then a fresh start wins.
+    // A partial file of ferry's whose bytes are not the file's: the resumed checksum fails, then a fresh start wins.
     fs::write(part_path(&dest), vec![0u8; 100_000]).unwrap();
+    PartialRecord::new(srv.addr_string(), "shared", "w.bin").save(&dest).unwrap();
     match download(&srv.addr_string(), "w.bin", &dest).unwrap() {
         Outcome::Verified { resumed_from, .. } => assert_eq!(resumed_from, 0),
         other => panic!("{other:?}"),
@@ -141,6 +145,7 @@ fn part_longer_than_the_remote_file_restarts_from_zero() {
     let out = tempfile::tempdir().unwrap();
     let dest = dest_in(&out, "s.bin");
     fs::write(part_path(&dest), vec![1u8; 5000]).unwrap();
+    PartialRecord::new(srv.addr_string(), "shared", "s.bin").save(&dest).unwrap();
     assert_verified(download(&srv.addr_string(), "s.bin", &dest).unwrap(), &dest, &bytes);
 }
 
@@ -161,7 +166,7 @@ fn corrupted_byte_in_flight_is_a_mismatch_and_no_final_file() {
         other => panic!("expected a mismatch, got {other:?}"),
     }
     assert!(!dest.exists(), "a damaged file must never appear under the final name");
-    assert!(!part_path(&dest).exists(), "the damaged .part is removed");
+    assert!(!part_path(&dest).exists(), "the damaged partial file is removed");
 }
 
 #[test]
@@ -353,6 +358,7 @@ fn warm_second_download_is_verified_too() {
     // Resumed warm transfer.
     let dest = dest_in(&out, "warm-resumed.bin");
     fs::write(part_path(&dest), &bytes[..1_234_567]).unwrap();
+    PartialRecord::new(srv.addr_string(), "shared", "warm.bin").save(&dest).unwrap();
     assert_verified(download(&srv.addr_string(), "warm.bin", &dest).unwrap(), &dest, &bytes);
 }
 

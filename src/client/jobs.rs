@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::download::part_path;
+use super::partial::part_path;
 use super::{CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome};
 use crate::protocol::Md5Digest;
 use crate::protocol::message::{HelloReply, ListReply};
@@ -46,7 +46,7 @@ pub enum EventKind {
     Mismatch { expected: Md5Digest, actual: Md5Digest, size: u64 },
     /// Terminal: the job failed (for a browse session: it could not connect).
     Failed(ClientError),
-    /// Terminal: cancelled; a download keeps its `.part` for a later resume.
+    /// Terminal: cancelled; a download keeps its partial file for a later resume.
     Cancelled { part: Option<PathBuf> },
     /// Terminal for a browse session that was closed.
     Closed,

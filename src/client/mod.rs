@@ -15,6 +15,7 @@
 mod cancel;
 mod download;
 pub mod jobs;
+pub mod partial;
 
 use std::io::{self, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -22,8 +23,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cancel::CancelToken;
-pub use download::{DownloadRequest, Outcome, Progress, part_path};
+pub use download::{DownloadRequest, Outcome, Progress};
 pub use jobs::{ClientEvent, EventKind, JobId};
+pub use partial::{PartialRecord, part_path, record_path};
 
 use crate::protocol::data::DataError;
 use crate::protocol::frame::{self, FrameError, MAX_RESPONSE_LEN};
@@ -71,6 +73,20 @@ pub enum ClientError {
     Incomplete(String),
     #[error("{} already exists; not overwriting it (use --force to replace it)", .0.display())]
     Exists(PathBuf),
+    #[error(
+        "{} exists and ferry did not create it (it has no ferry record beside it); it was left \
+         untouched: move it away or choose another destination",
+        .0.display()
+    )]
+    NotOurs(PathBuf),
+    #[error(
+        "{} holds a partial download of {path:?} from {host}; it was left untouched: use --force \
+         (Replace) to discard it, or choose another destination",
+        .part.display()
+    )]
+    PartialOfOther { part: PathBuf, host: String, path: String },
+    #[error("another download in this program is already saving to {}", .0.display())]
+    InUse(PathBuf),
     #[error("cannot use {path} as the destination: {reason}")]
     BadDestination { path: String, reason: String },
     #[error("not enough disk space for {}: {need} bytes needed, {available} available", .path.display())]
@@ -85,7 +101,7 @@ impl ClientError {
     pub(crate) fn local(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> ClientError {
         let path = path.into();
         move |source| {
-            if source.raw_os_error() == Some(libc::ENOSPC) {
+            if source.kind() == io::ErrorKind::StorageFull {
                 ClientError::Local { action: "the disk is full while writing", path, source }
             } else {
                 ClientError::Local { action, path, source }

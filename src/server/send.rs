@@ -124,7 +124,7 @@ pub(super) fn handle_get(
         let msg = format!("offset {offset} is beyond the end of the file ({size} bytes)");
         return refuse(stream, out, ErrorReply::new(ErrorCode::BadRequest, msg));
     }
-    let key = FileKey::of(&opened.meta);
+    let key = FileKey::of(&opened.file, &opened.meta);
     let cached = shared.digests.get(&key);
     let transfer = shared.next_transfer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     shared.sink.send(ServerEvent::TransferStarted { client, transfer, peer, path: path.to_string(), size, offset });
@@ -183,7 +183,7 @@ struct Sending<'a> {
 
 impl Sending<'_> {
     fn unchanged(&self) -> bool {
-        self.file.metadata().map(|m| FileKey::of(&m) == self.key).unwrap_or(false)
+        self.file.metadata().map(|m| FileKey::of(&self.file, &m) == self.key).unwrap_or(false)
     }
 
     /// After each chunk: report progress, and give up if the server is stopping.
