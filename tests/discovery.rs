@@ -70,32 +70,63 @@ fn a_host_is_discovered_with_its_port_and_txt_then_reached_by_name() {
     assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
 }
 
-/// Run by [`a_running_browser_loses_a_host_that_stops`] inside the browsing namespace: browses
-/// and prints each event as a line ("EVENT reachable NAME ADDR", "EVENT lost NAME").
+/// Run by the tests below inside the browsing namespace (see [`browser_in`]): browses, with
+/// the remembered addresses in `FERRY_TEST_REMEMBERED` (comma-separated), and prints each
+/// event as one line: "EVENT found|updated NAME|ADDRESSES|FOLDER|SOURCE|REACH|pin=BOOL",
+/// "EVENT lost NAME", "EVENT nothing SUMMARY" then "EVENT why LINE" per line.
 #[test]
-#[ignore = "a helper: a_running_browser_loses_a_host_that_stops runs it inside a namespace"]
+#[ignore = "a helper: tests in this file run it inside a network namespace"]
 fn browse_and_print_events() {
     let Ok(ns) = std::env::var("FERRY_TEST_NETNS") else {
         panic!("only runs inside a test's own network namespace (FERRY_TEST_NETNS unset)")
     };
     let here = Command::new("ip").args(["netns", "identify"]).output().unwrap();
     assert_eq!(text(&here.stdout).trim(), ns, "not inside the namespace {ns}: refusing to browse the real network");
-    use ferry::discovery::{BrowseEvent, BrowseOptions, Browser, Reach};
-    let (_browser, events) =
-        Browser::start(BrowseOptions { diagnose_after: Duration::from_secs(60), ..Default::default() }, None).unwrap();
+    use ferry::discovery::{BrowseEvent, BrowseOptions, Browser, Host};
+    let remembered: Vec<String> = std::env::var("FERRY_TEST_REMEMBERED")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let opts = BrowseOptions { remembered, diagnose_after: Duration::from_secs(3), ..Default::default() };
+    let (_browser, events) = Browser::start(opts, None).unwrap();
+    let line = |h: &Host| {
+        let addrs: Vec<String> = h.addrs.iter().map(|a| a.to_string()).collect();
+        format!("{}|{}|{}|{:?}|{:?}|pin={}", h.name, addrs.join(","), h.folder, h.source, h.reach, h.pin)
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Ok(event) = events.recv_deadline(deadline) {
         match event {
-            BrowseEvent::Updated(h) if h.reach == Reach::Reachable => {
-                println!("EVENT reachable {} {} pin={}", h.name, h.address(), h.pin)
+            BrowseEvent::Found(h) => println!("EVENT found {}", line(&h)),
+            BrowseEvent::Updated(h) => println!("EVENT updated {}", line(&h)),
+            BrowseEvent::Lost { name, .. } => println!("EVENT lost {name}"),
+            BrowseEvent::NothingFound(d) => {
+                println!("EVENT nothing {}", d.summary());
+                for l in d.lines() {
+                    println!("EVENT why {l}");
+                }
             }
-            BrowseEvent::Lost { name, .. } => {
-                println!("EVENT lost {name}");
-                return;
-            }
-            _ => {}
+            BrowseEvent::Stopped { .. } => return,
         }
     }
+}
+
+/// [`browse_and_print_events`] in the browsing namespace; its lines, from "EVENT" on.
+fn browser_in(pair: &NetPair, remembered: &[&str]) -> Lines {
+    let me = std::env::current_exe().unwrap();
+    let mut cmd = pair.command(
+        &pair.peer,
+        me.to_str().unwrap(),
+        &["--exact", "browse_and_print_events", "--ignored", "--nocapture", "--test-threads", "1"],
+    );
+    cmd.env("FERRY_TEST_NETNS", &pair.peer).env("FERRY_TEST_REMEMBERED", remembered.join(","));
+    Lines::spawn(cmd)
+}
+
+/// libtest may print "test NAME ... " before the first line: the line from "EVENT" on.
+fn event(line: String) -> String {
+    line[line.find("EVENT").unwrap()..].to_string()
 }
 
 #[test]
@@ -103,18 +134,11 @@ fn a_running_browser_loses_a_host_that_stops() {
     let Some(pair) = NetPair::new() else { return };
     let (_dir, root) = photos();
     let mut serve = serve_announced(&pair, &root, 7901, &[]);
-    let me = std::env::current_exe().unwrap();
-    let mut cmd = pair.command(
-        &pair.peer,
-        me.to_str().unwrap(),
-        &["--exact", "browse_and_print_events", "--ignored", "--nocapture", "--test-threads", "1"],
-    );
-    cmd.env("FERRY_TEST_NETNS", &pair.peer);
-    let mut browser = Lines::spawn(cmd);
-    // libtest may print "test NAME ... " before the first line: compare from "EVENT" on.
-    let event = |line: String| line[line.find("EVENT").unwrap()..].to_string();
-    let found = event(browser.wait_for("EVENT reachable", Duration::from_secs(15)));
-    assert_eq!(found, format!("EVENT reachable {} {HOST_IP}:7901 pin=false", instance()));
+    let mut browser = browser_in(&pair, &[]);
+    let found = event(browser.wait_for("EVENT found", Duration::from_secs(15)));
+    assert_eq!(found, format!("EVENT found {}|{HOST_IP}:7901|photos|Announced|Checking|pin=false", instance()));
+    let checked = event(browser.wait_for("EVENT updated", Duration::from_secs(5)));
+    assert_eq!(checked, format!("EVENT updated {}|{HOST_IP}:7901|photos|Announced|Reachable|pin=false", instance()));
 
     assert_eq!(serve.interrupt(), 0);
     let stopped = Instant::now();
@@ -249,4 +273,61 @@ fn discovery_turned_off_neither_announces_nor_browses() {
     let out = pair.discover(2);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(text(&out.stderr).contains("nothing answered"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_remembered_host_that_does_not_announce_shows_up_when_it_answers() {
+    let Some(pair) = NetPair::new() else { return };
+    let (_dir, root) = photos();
+    // Not announced (as if on another subnet, where multicast does not reach), asks a PIN.
+    let mut cmd =
+        pair.command(&pair.host, FERRY, &["serve", root.to_str().unwrap(), "--bind", "0.0.0.0:7906", "--pin", "1"]);
+    cmd.env("FERRY_NO_DISCOVERY", "1");
+    let mut serve = Lines::spawn(cmd);
+    serve.wait_for("not announced", Duration::from_secs(10));
+
+    let online = format!("{HOST_IP}:7906");
+    let offline = format!("{HOST_IP}:7999");
+    let mut browser = browser_in(&pair, &[&online, &offline]);
+    let found = event(browser.wait_for("EVENT found", Duration::from_secs(10)));
+    // Its folder's name comes only after the PIN: the probe sends none.
+    assert_eq!(found, format!("EVENT found {online}|{online}||Remembered|Reachable|pin=true"));
+    // It was found, so no diagnosis: a lost event or nothing else within the diagnosis time.
+    let rest: Vec<String> = browser.lines.recv_timeout(Duration::from_secs(5)).into_iter().collect();
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn a_remembered_host_that_is_offline_is_named_in_the_diagnosis() {
+    let Some(pair) = NetPair::new() else { return };
+    let offline = format!("{HOST_IP}:7998");
+    let mut browser = browser_in(&pair, &[&offline]);
+    let nothing = event(browser.wait_for("EVENT nothing", Duration::from_secs(15)));
+    assert_eq!(nothing, "EVENT nothing No ferry host found in 3 s");
+    let why = event(browser.wait_for("remembered host", Duration::from_secs(2)));
+    assert!(why.starts_with(&format!("EVENT why tried: remembered host {offline}: cannot connect")), "{why}");
+}
+
+#[test]
+fn a_dual_stack_host_is_announced_on_both_families_and_reached_over_ipv4() {
+    let Some(pair) = NetPair::new() else { return };
+    pair.wait_ipv6_ready();
+    let (_dir, root) = photos();
+    let cmd = pair.command(&pair.host, FERRY, &["serve", root.to_str().unwrap(), "--bind", "[::]:7907"]);
+    let mut serve = Lines::spawn(cmd);
+    serve.wait_for("announced on the local network", Duration::from_secs(15));
+
+    let mut browser = browser_in(&pair, &[]);
+    let v4 = format!("|{HOST_IP}:7907,[fe80:");
+    let line = browser.wait_until(
+        |l| l.contains(&v4) && l.contains("|Reachable|"),
+        "a reachable host with an IPv4 address first, then an IPv6 one",
+        Duration::from_secs(15),
+    );
+    assert!(event(line).starts_with(&format!("EVENT updated {}|", instance())));
+
+    let out = pair.discover(3);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with(&format!("{}\t{HOST_IP}:7907\t", instance())), "{stdout}");
 }

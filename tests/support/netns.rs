@@ -102,6 +102,23 @@ impl NetPair {
         }
     }
 
+    /// Waits until both ends have a usable IPv6 link-local address (duplicate address
+    /// detection takes a second or two after the link comes up).
+    pub fn wait_ipv6_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (ns, dev) in [(&self.host, &self.host_if), (&self.peer, &self.peer_if)] {
+            loop {
+                let out = Command::new("ip").args(["-n", ns, "-6", "addr", "show", "dev", dev]).output().unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                if text.contains("fe80:") && !text.contains("tentative") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no IPv6 link-local address on {dev} in {ns}: {text}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     /// `program args…` inside namespace `ns`, with discovery on (whatever the test's own
     /// environment says: inside the namespace it reaches only the other namespace).
     pub fn command(&self, ns: &str, program: &str, args: &[&str]) -> Command {
@@ -171,17 +188,22 @@ impl Lines {
 
     /// The first line containing `needle`, failing the test after `timeout`.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_until(|l| l.contains(needle), &format!("a line with {needle:?}"), timeout)
+    }
+
+    /// The first line for which `pred` holds, failing the test after `timeout`.
+    pub fn wait_until(&mut self, pred: impl Fn(&str) -> bool, what: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if line.contains(needle) {
+                    if pred(&line) {
                         return line;
                     }
                 }
-                Err(_) => panic!("no line with {needle:?} within {timeout:?}; saw:\n{}", self.seen.join("\n")),
+                Err(_) => panic!("no {what} within {timeout:?}; saw:\n{}", self.seen.join("\n")),
             }
         }
     }
