@@ -1129,6 +1129,8 @@ impl FerryServer {
                 .arg("serve")
                 .arg(dir)
                 .args(["--bind", "127.0.0.1:0"])
+                // Nothing from a benchmark goes to the real network (loopback is not announced anyway).
+                .env("FERRY_NO_DISCOVERY", "1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped()),
