@@ -15,6 +15,7 @@ use crate::client::{ClientError, ConnectOptions, Connection, DownloadRequest, md
 use crate::discovery::{self, AnnounceEvent, Announcement, Announcer, BrowseEvent, DiscoveryError, Reach};
 use crate::format;
 use crate::protocol::message::EntryKind;
+use crate::protocol::names::Os;
 use crate::protocol::path::{Escaped, default_local_name};
 use crate::protocol::{hex, message};
 use crate::server::{DEFAULT_BIND, DEFAULT_MAX_CLIENTS, Server, ServerConfig, ServerEvent};
@@ -102,6 +103,11 @@ pub enum Command {
         /// Give up when the host sends nothing for this many seconds.
         #[arg(long, default_value_t = 60, value_name = "SECS")]
         timeout: u64,
+        /// Save under a name Windows accepts too (for a drive that Windows will read): `CON`,
+        /// `a:b` or `name.` are saved adjusted, and the adjustment is reported. On Windows this
+        /// is always so.
+        #[arg(long)]
+        windows_names: bool,
     },
     /// Open the desktop window (what running ferry with no command does).
     Gui,
@@ -124,8 +130,10 @@ pub fn run(command: Command) -> i32 {
             Ok(addr) => ls(&addr, &path, pin),
             Err(code) => code,
         },
-        Command::Get { addr, path, output, force, pin, timeout } => {
-            let opts = ConnectOptions { pin, io_timeout: Duration::from_secs(timeout.max(1)), ..Default::default() };
+        Command::Get { addr, path, output, force, pin, timeout, windows_names } => {
+            let names = if windows_names { Os::Windows } else { Os::current() };
+            let opts =
+                ConnectOptions { pin, io_timeout: Duration::from_secs(timeout.max(1)), names, ..Default::default() };
             match host_address(&addr) {
                 Ok(addr) => get(&addr, &path, output.as_deref(), force, &opts),
                 Err(code) => code,
@@ -490,9 +498,12 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                     );
                 }
             }
-            EventKind::Verified { md5, dest, resumed_from, .. } => {
+            EventKind::Verified { md5, dest, resumed_from, renamed, .. } => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
+                }
+                if let Some(r) = renamed {
+                    eprintln!("ferry: {r}");
                 }
                 if resumed_from > 0 {
                     eprintln!("ferry: resumed from byte {resumed_from}");
@@ -515,7 +526,8 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                     b.abandon();
                 }
                 eprintln!("ferry: {e}");
-                let part = crate::client::part_path(&dest);
+                let saved = crate::client::local_dest(&dest, opts.names).map_or_else(|_| dest.clone(), |(d, _)| d);
+                let part = crate::client::part_path(&saved);
                 // Only when the partial file is this download's own (not a conflict over it).
                 let conflict = matches!(
                     e,

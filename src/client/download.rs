@@ -12,13 +12,16 @@ use crate::pipeline;
 use crate::protocol::Md5Digest;
 use crate::protocol::data::{self, CopyError, DataError, Digest, Md5, Verdict};
 use crate::protocol::message::{ErrorCode, GetReply, Request};
+use crate::protocol::names::{self, NameProblem, Os};
 
 /// What to download and where.
 #[derive(Debug, Clone)]
 pub struct DownloadRequest {
     /// The file's path on the host.
     pub path: String,
-    /// The local file to create.
+    /// The local file to create. A file name that the name rules in force
+    /// ([`super::ConnectOptions::names`]) do not accept is saved under the nearest name they do,
+    /// and the outcome says so ([`Renamed`]); one that cannot be adjusted is refused.
     pub dest: PathBuf,
     /// Replace `dest` if it exists (otherwise an existing file is never touched).
     pub overwrite: bool,
@@ -34,9 +37,64 @@ pub enum Outcome {
         size: u64,
         /// Bytes that were already in the partial file (0 for a fresh download).
         resumed_from: u64,
+        /// Set when the file was saved under another name than the one asked for.
+        renamed: Option<Renamed>,
     },
     /// The digests differ; no file was created under the final name and the partial file is gone.
     Mismatch { expected: Md5Digest, actual: Md5Digest, size: u64 },
+}
+
+/// A file saved under another name than the one asked for, because the name rules in force
+/// do not accept that one (`aux.txt` on Windows is saved as `aux_.txt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renamed {
+    /// The name asked for (the host's, or the one typed).
+    pub asked: String,
+    /// The name the file was saved under.
+    pub saved: String,
+    /// Why the asked name could not be used.
+    pub why: NameProblem,
+}
+
+impl std::fmt::Display for Renamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::protocol::path::Escaped;
+        write!(f, "saved as \"{}\" instead of \"{}\": {}", Escaped(&self.saved), Escaped(&self.asked), self.why)
+    }
+}
+
+/// Where a download of `dest` is saved under the name rules `rules`, and whether that differs
+/// from `dest`. A name typed here that is not UTF-8 is the system's own and is kept.
+pub fn local_dest(dest: &Path, rules: Os) -> Result<(PathBuf, Option<Renamed>), ClientError> {
+    let Some(name) = dest.file_name() else {
+        return Err(ClientError::BadDestination {
+            path: dest.display().to_string(),
+            reason: "it names no file".into(),
+        });
+    };
+    let Some(name) = name.to_str() else { return Ok((dest.to_path_buf(), None)) };
+    match names::check(name, rules) {
+        Ok(()) => Ok((dest.to_path_buf(), None)),
+        Err(why) => match names::adjust(name, rules) {
+            Some(saved) => Ok((dest.with_file_name(&saved), Some(Renamed { asked: name.to_string(), saved, why }))),
+            None => Err(ClientError::BadDestination { path: dest.display().to_string(), reason: why.to_string() }),
+        },
+    }
+}
+
+/// Another file in `dest`'s folder whose name differs from `dest`'s only in case: under rules
+/// where case does not matter the two would be one file.
+fn case_twin(dest: &Path, rules: Os) -> Option<PathBuf> {
+    let name = dest.file_name()?.to_str()?;
+    let key = names::fold(name, rules);
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let other = e.file_name().into_string().ok()?;
+        (other != name && names::fold(&other, rules) == key).then(|| e.path())
+    })
 }
 
 /// Bytes of the whole file that are on disk now, and the file's size.
@@ -70,6 +128,8 @@ enum Start {
 struct Transfer<'a> {
     conn: &'a mut Connection,
     req: &'a DownloadRequest,
+    /// Where the file goes: `req.dest`, or the name the rules made of it.
+    dest: &'a Path,
     part: &'a Path,
     record: PartialRecord,
     cancel: &'a CancelToken,
@@ -83,24 +143,28 @@ pub(super) fn download(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome, ClientError> {
     cancel.attach(&conn.stream);
-    let dest = &req.dest;
-    if dest.file_name().is_none() {
-        return Err(ClientError::BadDestination {
-            path: dest.display().to_string(),
-            reason: "it names no file".into(),
-        });
-    }
+    let rules = conn.names;
+    let (dest, renamed) = local_dest(&req.dest, rules)?;
+    let dest = &dest;
     if dest.is_dir() {
         return Err(ClientError::BadDestination { path: dest.display().to_string(), reason: "it is a folder".into() });
     }
-    if !req.overwrite && fs::symlink_metadata(dest).is_ok() {
+    let exists = fs::symlink_metadata(dest).is_ok();
+    if !req.overwrite && exists {
         return Err(ClientError::Exists(dest.clone()));
+    }
+    // On a disk where case matters, under rules where it does not (saving for Windows).
+    if rules.case_insensitive()
+        && !exists
+        && let Some(twin) = case_twin(dest, rules)
+    {
+        return Err(ClientError::CaseTwin { dest: dest.clone(), twin, rules });
     }
     // Held until this function returns: no other download in this process writes this file.
     let _claim = PartialLock::claim(dest)?;
     let part = part_path(dest);
     let record = PartialRecord::new(conn.peer().to_string(), conn.server().name.clone(), req.path.clone());
-    let mut t = Transfer { conn, req, part: &part, record, cancel, progress };
+    let mut t = Transfer { conn, req, dest, part: &part, record, cancel, progress };
     let mut restarted = false;
     loop {
         let start = t.prepare()?;
@@ -110,7 +174,13 @@ pub(super) fn download(
                 drop(file);
                 place(&part, dest, req.overwrite)?;
                 partial::forget(dest)?;
-                return Ok(Outcome::Verified { md5: verdict.actual, dest: dest.clone(), size, resumed_from: offset });
+                return Ok(Outcome::Verified {
+                    md5: verdict.actual,
+                    dest: dest.clone(),
+                    size,
+                    resumed_from: offset,
+                    renamed,
+                });
             }
             Attempt::Verdict { verdict, size, offset, file } => {
                 drop(file);
@@ -136,7 +206,7 @@ pub(super) fn download(
 impl Transfer<'_> {
     /// Decides how to start from what is on disk, touching nothing that is not ferry's own.
     fn prepare(&self) -> Result<Start, ClientError> {
-        let (dest, part) = (&self.req.dest, self.part);
+        let (dest, part) = (self.dest, self.part);
         let existing = match fs::symlink_metadata(part) {
             Ok(m) if m.is_file() => Some(m.len()),
             Ok(_) => {
@@ -194,10 +264,10 @@ impl Transfer<'_> {
         let mut file = match start {
             Start::Fresh => {
                 // The record first, so a partial file on disk always has one.
-                self.record.save(&self.req.dest)?;
-                partial::create(&self.req.dest)?
+                self.record.save(self.dest)?;
+                partial::create(self.dest)?
             }
-            Start::Resume(_) => partial::reopen(&self.req.dest)?,
+            Start::Resume(_) => partial::reopen(self.dest)?,
         };
         let hasher = Md5::new();
         // One buffer per connection, reused by every download on it.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::partial::part_path;
-use super::{CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome};
+use super::{CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome, Renamed, local_dest};
 use crate::protocol::Md5Digest;
 use crate::protocol::message::{HelloReply, ListReply};
 use crate::sink::{Notify, Sink};
@@ -41,7 +41,8 @@ pub enum EventKind {
     /// Bytes of the whole file on disk, its size, and the recent rate; at most ~20 a second.
     Progress { done: u64, total: u64, bytes_per_sec: f64 },
     /// Terminal: the file is in place and its MD5 matches the host's.
-    Verified { md5: Md5Digest, dest: PathBuf, size: u64, resumed_from: u64 },
+    /// `renamed` is set when the file was saved under another name than the one asked for.
+    Verified { md5: Md5Digest, dest: PathBuf, size: u64, resumed_from: u64, renamed: Option<Renamed> },
     /// Terminal: the digests differ; nothing was saved under the final name.
     Mismatch { expected: Md5Digest, actual: Md5Digest, size: u64 },
     /// Terminal: the job failed (for a browse session: it could not connect).
@@ -166,7 +167,8 @@ fn run_download(
     cancel: &CancelToken,
     emit: &impl Fn(EventKind),
 ) {
-    let part = part_path(&req.dest);
+    // The partial file of the name the download is saved under.
+    let part = local_dest(&req.dest, opts.names).map_or_else(|_| part_path(&req.dest), |(dest, _)| part_path(&dest));
     let result = Connection::connect_with(addr, opts, Some(cancel)).and_then(|mut conn| {
         emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
         let mut rate = crate::rate::RateMeter::default();
@@ -186,8 +188,8 @@ fn run_download(
         })
     });
     emit(match result {
-        Ok(Outcome::Verified { md5, dest, size, resumed_from }) => {
-            EventKind::Verified { md5, dest, size, resumed_from }
+        Ok(Outcome::Verified { md5, dest, size, resumed_from, renamed }) => {
+            EventKind::Verified { md5, dest, size, resumed_from, renamed }
         }
         Ok(Outcome::Mismatch { expected, actual, size }) => EventKind::Mismatch { expected, actual, size },
         Err(ClientError::Cancelled) => EventKind::Cancelled { part: part.exists().then_some(part) },

@@ -23,13 +23,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cancel::CancelToken;
-pub use download::{DownloadRequest, Outcome, Progress};
+pub use download::{DownloadRequest, Outcome, Progress, Renamed, local_dest};
 pub use jobs::{ClientEvent, EventKind, JobId};
 pub use partial::{PartialRecord, part_path, record_path};
 
 use crate::protocol::data::DataError;
 use crate::protocol::frame::{self, FrameError, MAX_RESPONSE_LEN};
 use crate::protocol::message::{ErrorReply, HelloReply, ListReply, Request, Secret, parse_reply};
+use crate::protocol::names::Os;
 use crate::protocol::{Md5Digest, VERSION, hex};
 
 /// The port used when an address names none.
@@ -44,11 +45,19 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// A server silent this long (mid-reply or mid-transfer) is given up on.
     pub io_timeout: Duration,
+    /// The rules saved file names must follow: this system's by default; `Os::Windows` keeps
+    /// every name valid on Windows too (for a drive that Windows will read).
+    pub names: Os,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        ConnectOptions { pin: None, connect_timeout: Duration::from_secs(10), io_timeout: Duration::from_secs(60) }
+        ConnectOptions {
+            pin: None,
+            connect_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(60),
+            names: Os::current(),
+        }
     }
 }
 
@@ -85,6 +94,11 @@ pub enum ClientError {
         .part.display()
     )]
     PartialOfOther { part: PathBuf, host: String, path: String },
+    #[error(
+        "cannot save {}: {} is already there, and on {rules} names differing only in case are one file",
+        .dest.display(), .twin.display()
+    )]
+    CaseTwin { dest: PathBuf, twin: PathBuf, rules: Os },
     #[error("another download in this program is already saving to {}", .0.display())]
     InUse(PathBuf),
     #[error("cannot use {path} as the destination: {reason}")]
@@ -178,6 +192,8 @@ pub struct Connection {
     poisoned: bool,
     /// The copy buffer, allocated on first use and reused by every download.
     buf: Vec<u8>,
+    /// The rules saved file names follow.
+    names: Os,
 }
 
 impl Connection {
@@ -238,6 +254,7 @@ impl Connection {
             out: Vec::new(),
             poisoned: false,
             buf: Vec::new(),
+            names: opts.names,
         };
         let hello = Request::Hello { version: VERSION, client: CLIENT_NAME.into(), pin: opts.pin.clone().map(Secret) };
         conn.hello = match conn.request::<HelloReply>(&hello)? {

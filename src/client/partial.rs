@@ -21,6 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use super::ClientError;
+use crate::protocol::names::{self, Os};
 
 /// What ferry appends to a destination's file name for its partial file.
 pub const PART_SUFFIX: &str = ".ferry-part";
@@ -180,9 +181,13 @@ impl Drop for PartialLock {
 }
 
 /// One name for one partial file however its destination was spelled: the folder's canonical
-/// path (links resolved) and the file name.
+/// path (links resolved) and the file name, in lower case where this system ignores case.
 fn identity(part: &Path) -> PathBuf {
     let name = part.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let name = match name.to_str() {
+        Some(n) => names::fold(n, Os::current()).into(),
+        None => name,
+    };
     let parent = match part.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

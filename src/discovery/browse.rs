@@ -586,7 +586,7 @@ fn unreachable_reason(addr: SocketAddr, e: &std::io::Error) -> String {
 /// Connect and `hello` without a PIN: the address that answered, the folder's name (empty when
 /// the host wants a PIN first) and whether it wants one.
 fn hello(typed: &str, timeout: Duration) -> Result<(SocketAddr, String, bool), String> {
-    let opts = ConnectOptions { pin: None, connect_timeout: timeout, io_timeout: timeout };
+    let opts = ConnectOptions { pin: None, connect_timeout: timeout, io_timeout: timeout, ..Default::default() };
     match Connection::connect(typed, &opts) {
         Ok(conn) => Ok((conn.peer(), conn.server().name.clone(), false)),
         Err(ClientError::Refused(e)) if e.error == ErrorCode::Unauthorized => {

@@ -36,6 +36,7 @@
 pub mod data;
 pub mod frame;
 pub mod message;
+pub mod names;
 pub mod path;
 
 /// The protocol version this build speaks.

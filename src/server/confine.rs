@@ -488,6 +488,7 @@ mod portable {
     use std::path::{Path, PathBuf};
 
     use super::{Info, LOOP, MAX_LINK_HOPS, OUTSIDE, ResolveError, Root, link_components, listable};
+    use crate::protocol::names;
     use crate::protocol::path::{join, split_request_path};
 
     impl Root {
@@ -509,6 +510,13 @@ mod portable {
                 }
                 if name.is_empty() || name == "." {
                     continue;
+                }
+                // `a:b` is stream `b` of file `a`, `CON` the console, and `a.` is opened as `a`:
+                // none of them is the plain file or folder the name says.
+                if let Some(n) = name.to_str()
+                    && names::windows_special(n)
+                {
+                    return Err(ResolveError::Forbidden("the name reaches a device or a stream on Windows"));
                 }
                 let candidate = cur.join(&name);
                 let meta = fs::symlink_metadata(&candidate).map_err(ResolveError::from_io)?;

@@ -68,6 +68,7 @@ impl Sessions {
             pin: (!pin.is_empty()).then(|| pin.to_string()),
             connect_timeout: BROWSE_TIMEOUT,
             io_timeout: BROWSE_TIMEOUT,
+            ..ConnectOptions::default()
         };
         let handle = jobs.browse(&addr, &opts);
         handle.list("");

@@ -166,7 +166,7 @@ impl Transfers {
                 d.total = total;
                 d.bytes_per_sec = bytes_per_sec;
             }
-            EventKind::Verified { md5, dest, size, resumed_from } => {
+            EventKind::Verified { md5, dest, size, resumed_from, .. } => {
                 d.dest = dest;
                 d.done = size;
                 d.total = size;
