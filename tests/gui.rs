@@ -557,3 +557,151 @@ fn resume_uses_the_pin_typed_since_the_download_started() {
     assert!(has(&h, "MD5 verified"), "resumed with the PIN typed since");
     assert_eq!(std::fs::read(downloads.path().join("album.zip")).unwrap(), data);
 }
+
+/// The window at `size`, as [`app`] makes it.
+fn app_sized(download_dir: &Path, size: [f32; 2]) -> App {
+    let state = State { download_dir: download_dir.display().to_string(), ..State::default() };
+    Harness::builder()
+        .with_size(size)
+        .with_step_dt(1.0 / 60.0)
+        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false))
+}
+
+/// Nothing is cut off on the right: every button, field and row lies within `width` (what is
+/// below the window's bottom edge sits in a scrolling area).
+#[track_caller]
+fn nothing_sticks_out(h: &App, width: f64) {
+    let roles = [Role::Button, Role::TextInput, Role::CheckBox, Role::ListItem, Role::ProgressIndicator];
+    for node in h.root().children_recursive() {
+        let n = node.accesskit_node();
+        if !roles.contains(&n.role()) {
+            continue;
+        }
+        let Some(b) = n.bounding_box() else { continue };
+        let label = n.label().unwrap_or_default();
+        assert!(b.x0 >= -0.5 && b.x1 <= width + 0.5, "{:?} {label:?} at {b:?} sticks out of {width} wide", n.role());
+    }
+}
+
+/// `label` is wholly on screen.
+#[track_caller]
+fn on_screen(h: &App, label: &str, width: f64, height: f64) {
+    let node = h.get_by_label(label);
+    let b = node.accesskit_node().bounding_box().expect("a widget on screen has bounds");
+    assert!(b.x0 >= 0.0 && b.y0 >= 0.0 && b.x1 <= width && b.y1 <= height, "{label:?} at {b:?} is off screen");
+}
+
+#[test]
+fn at_the_minimum_size_and_narrower_every_control_stays_reachable() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    for i in 0..30 {
+        std::fs::write(share.path().join(format!("file {i:02}.txt")), format!("file {i}")).unwrap();
+    }
+    let (_server, addr) = spawn_server(share.path());
+    for [w, hgt] in [[720.0, 520.0], [640.0, 520.0]] {
+        let mut h = app_sized(downloads.path(), [w, hgt]);
+        connect_from_client_tab(&mut h, &addr.to_string());
+        step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("file 00.txt").is_some());
+        for name in ["file 00.txt", "file 01.txt"] {
+            click(&mut h, name);
+            type_into(&mut h, "Save as", &downloads.path().join(format!("{w}-{name}")).display().to_string());
+            click(&mut h, "Download");
+            step_until(&mut h, "the verdict", WAIT, |h| !has(h, "Connecting…") && !has(h, "checking"));
+        }
+        step_until(&mut h, "both verdicts", WAIT, |h| h.query_all_by_label("MD5 verified").count() == 2);
+        h.run_steps(3);
+        // With two verdict cards listed, the browser still shows rows, Save as and Download.
+        assert!(h.query_all_by_role(Role::ListItem).count() >= 3, "{w}: rows visible");
+        let (w, hgt) = (f64::from(w), f64::from(hgt));
+        for label in ["Server address", "Connect", "Filter", "Save as", "Download", "Clear finished"] {
+            on_screen(&h, label, w, hgt);
+        }
+        nothing_sticks_out(&h, w);
+        click(&mut h, "Server");
+        on_screen(&h, "Start hosting", w, hgt);
+        nothing_sticks_out(&h, w);
+    }
+}
+
+/// The label of the widget with keyboard focus.
+fn focused(h: &App) -> Option<String> {
+    h.root().children_recursive().find(|n| n.is_focused()).and_then(|n| n.accesskit_node().label())
+}
+
+fn press(h: &mut App, key: egui::Key) {
+    h.key_press(key);
+    h.run_steps(2);
+}
+
+/// Presses Tab until `label` has focus (a bounded number of times); returns how many.
+#[track_caller]
+fn tab_to(h: &mut App, label: &str) -> usize {
+    let mut seen = Vec::new();
+    for n in 1..=40 {
+        press(h, egui::Key::Tab);
+        let now = focused(h);
+        if now.as_deref() == Some(label) {
+            return n;
+        }
+        seen.push(now.unwrap_or_default());
+    }
+    panic!("Tab never reached {label:?}; it went through {seen:?}");
+}
+
+#[test]
+fn a_download_cancel_and_resume_with_the_keyboard_alone() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let data = test_bytes(8 * 1024 * 1024, 33);
+    for name in ["a.txt", "b.txt", "movie.mkv", "notes.txt"] {
+        std::fs::write(share.path().join(name), if name == "movie.mkv" { &data[..] } else { b"small" }).unwrap();
+    }
+    std::fs::create_dir(share.path().join("folder")).unwrap();
+    let (_server, upstream) = spawn_server(share.path());
+    let slow = relay(upstream, None, Duration::from_millis(2));
+
+    let mut h = app(downloads.path());
+    // The theme buttons come in the order they are read.
+    let system = tab_to(&mut h, "System");
+    assert_eq!(tab_to(&mut h, "Light"), 1);
+    assert_eq!(tab_to(&mut h, "Dark"), 1);
+    assert!(system > 1);
+
+    tab_to(&mut h, "Client");
+    press(&mut h, egui::Key::Enter);
+    tab_to(&mut h, "Server address");
+    h.get_by_label("Server address").type_text(&slow.to_string());
+    press(&mut h, egui::Key::Enter);
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("movie.mkv").is_some());
+
+    // One Tab stop for the list: from the filter, Tab lands on the first row, not beyond it.
+    tab_to(&mut h, "folder");
+    press(&mut h, egui::Key::ArrowDown);
+    assert_eq!(focused(&h).as_deref(), Some("a.txt"), "↓ moves the focus and the selection");
+    press(&mut h, egui::Key::ArrowDown);
+    press(&mut h, egui::Key::ArrowDown);
+    assert_eq!(focused(&h).as_deref(), Some("movie.mkv"));
+    let dest = downloads.path().join("movie.mkv");
+    assert_eq!(h.get_by_label("Save as").value().as_deref(), Some(dest.display().to_string().as_str()));
+    press(&mut h, egui::Key::Enter);
+    step_until(&mut h, "progress", WAIT, |h| has(h, "of 8.00 MiB") && !has(h, "0 B of"));
+
+    tab_to(&mut h, "Cancel");
+    press(&mut h, egui::Key::Enter);
+    step_until(&mut h, "the cancellation", WAIT, |h| has(h, "Cancelled"));
+    tab_to(&mut h, "Resume");
+    press(&mut h, egui::Key::Enter);
+    step_until(&mut h, "the verdict", WAIT, |h| has(h, "MD5 verified"));
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+
+    // Enter on a folder opens it.
+    tab_to(&mut h, "Filter");
+    tab_to(&mut h, "movie.mkv");
+    press(&mut h, egui::Key::ArrowUp);
+    press(&mut h, egui::Key::ArrowUp);
+    press(&mut h, egui::Key::ArrowUp);
+    assert_eq!(focused(&h).as_deref(), Some("folder"));
+    press(&mut h, egui::Key::Enter);
+    step_until(&mut h, "the folder's listing", WAIT, |h| has(h, "This folder is empty."));
+}

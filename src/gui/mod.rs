@@ -293,19 +293,30 @@ impl FerryApp {
             if running > 0 {
                 status.push(format!("downloading {running}"));
             }
-            if !status.is_empty() {
-                ui.weak(status.join(" · "));
-            }
-            // Words, not icons: the icon buttons need glyphs the bundled fonts may lack.
+            // The theme buttons sit at the right, added left to right so that Tab goes through
+            // them in the order they are read.
+            use egui::ThemePreference as T;
+            let choices = [(T::System, "System"), (T::Light, "Light"), (T::Dark, "Dark")];
+            let padding = ui.spacing().button_padding.x * 2.0 + ui.spacing().item_spacing.x;
+            let themes_w = ui.fonts_mut(|f| {
+                choices
+                    .iter()
+                    .map(|(_, l)| f.layout_no_wrap(l.to_string(), egui::TextStyle::Button.resolve(ui.style()), egui::Color32::WHITE).size().x + padding)
+                    .sum::<f32>()
+            }) + 60.0;
+            let status_w = (ui.available_width() - themes_w).max(0.0);
+            ui.allocate_ui_with_layout(egui::vec2(status_w, ui.spacing().interact_size.y), egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                ui.set_min_width(status_w);
+                if !status.is_empty() {
+                    ui.add(egui::Label::new(RichText::new(status.join(" · ")).weak()).truncate());
+                }
+            });
             let mut theme = ui.options(|o| o.theme_preference);
             let before = theme;
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                use egui::ThemePreference as T;
-                for (value, label) in [(T::Dark, "Dark"), (T::Light, "Light"), (T::System, "System")] {
-                    ui.selectable_value(&mut theme, value, label);
-                }
-                ui.weak("Theme");
-            });
+            ui.weak("Theme");
+            for (value, label) in choices {
+                ui.selectable_value(&mut theme, value, label);
+            }
             if theme != before {
                 ui.ctx().set_theme(theme);
             }

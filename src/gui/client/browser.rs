@@ -262,16 +262,36 @@ fn rows_ui(
         };
         scroll = scroll.vertical_scroll_offset(offset.max(0.0));
     }
+    if count == 0 {
+        // In the list's own place, so it never pushes anything down.
+        let hint = if listing.entries.is_empty() {
+            "This folder is empty.".to_string()
+        } else {
+            format!("Nothing here matches \"{}\".", filter.trim())
+        };
+        scroll.show(ui, |ui| {
+            ui.add_space(6.0);
+            ui.horizontal(|ui| {
+                ui.add_space(30.0);
+                ui.add(egui::Label::new(RichText::new(hint).weak()).truncate());
+            });
+        });
+        view.row_focused = false;
+        view.focus_selected = false;
+        return None;
+    }
     let mut activated = None;
     let mut focused = false;
     let output = ui.scope(|ui| {
         ui.spacing_mut().item_spacing.y = 0.0;
         scroll.show_rows(ui, row_height, count, |ui, rows| {
+            // One Tab stop for the whole list: the selected row, or the first one drawn.
+            let tab_stop = listing.selected_row().filter(|r| rows.contains(r)).unwrap_or(rows.start);
             for i in rows {
                 let idx = listing.view()[i];
                 let entry = &listing.entries[idx];
                 let selected = listing.selected.as_deref() == Some(entry.name.as_str());
-                let r = entry_row_ui(ui, entry, selected, row_height, name_w);
+                let r = entry_row_ui(ui, entry, selected, i == tab_stop, row_height, name_w);
                 if selected && view.focus_selected {
                     r.request_focus();
                 }
@@ -293,26 +313,21 @@ fn rows_ui(
     view.viewport = output.inner_rect.height();
     view.row_focused = focused;
     view.focus_selected = false;
-    let hint = if listing.entries.is_empty() {
-        Some("This folder is empty.".to_string())
-    } else if count == 0 {
-        Some(format!("Nothing here matches \"{}\".", filter.trim()))
-    } else {
-        None
-    };
-    if let Some(hint) = hint {
-        // Inside the list's own area, so it never pushes anything down.
-        let at = output.inner_rect.left_top() + vec2(30.0, 6.0);
-        let color = ui.visuals().weak_text_color();
-        ui.painter().text(at, egui::Align2::LEFT_TOP, hint, FontId::proportional(14.0), color);
-    }
     activated
 }
 
 /// One listing row, painted directly.
-fn entry_row_ui(ui: &mut Ui, entry: &Entry, selected: bool, height: f32, name_w: f32) -> egui::Response {
+fn entry_row_ui(
+    ui: &mut Ui,
+    entry: &Entry,
+    selected: bool,
+    tab_stop: bool,
+    height: f32,
+    name_w: f32,
+) -> egui::Response {
     let (_, rect) = ui.allocate_space(vec2(ui.available_width(), height));
-    let response = ui.interact(rect, ui.scope_id().with(("row", &entry.name)), Sense::click());
+    let sense = if tab_stop { Sense::click() } else { Sense::CLICK };
+    let response = ui.interact(rect, ui.scope_id().with(("row", &entry.name)), sense);
     if ui.is_rect_visible(rect) {
         let visuals = ui.visuals();
         let text_color = if selected { visuals.selection.stroke.color } else { visuals.text_color() };
