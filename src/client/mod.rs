@@ -146,7 +146,9 @@ impl ClientError {
             DataError::SizeDisagrees { .. } => ClientError::Protocol(e.to_string()),
             DataError::NoTrailer => ClientError::Incomplete(e.to_string()),
             DataError::Copy(CopyError::Incomplete { done, expected }) => ClientError::Incomplete(format!(
-                "the server sent {done} of {expected} bytes, then closed the connection"
+                "the server sent {} of {}, then closed the connection",
+                crate::format::size(done),
+                crate::format::size(expected)
             )),
             DataError::Copy(CopyError::Read { error, .. }) => Self::from_io(error, timeout),
             DataError::Copy(CopyError::Cancelled { .. }) => ClientError::Cancelled,
