@@ -98,3 +98,53 @@ mod tests {
         assert_eq!(grouped_hex("d41d8cd98f00b204e9800998ecf8427e"), "d41d8cd9 8f00b204 e9800998 ecf8427e");
     }
 }
+
+/// An I/O error in words, without the OS error number (`the disk is full`, not
+/// `No space left on device (os error 28)`).
+pub fn io_words(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => "it does not exist".into(),
+        K::PermissionDenied => "permission denied".into(),
+        K::StorageFull => "the disk is full".into(),
+        K::ReadOnlyFilesystem => "the disk is read-only".into(),
+        K::AlreadyExists => "something of that name is already there".into(),
+        K::NotADirectory => "part of the path is a file, not a folder".into(),
+        _ => without_os_error(&e.to_string()),
+    }
+}
+
+/// `text` with every ` (os error N)` taken out.
+pub fn without_os_error(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" (os error ") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + " (os error ".len()..];
+        let digits = tail.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(" (os error ");
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod io_words_tests {
+    use super::*;
+
+    #[test]
+    fn os_error_numbers_are_taken_out() {
+        assert_eq!(without_os_error("Broken pipe (os error 32)"), "Broken pipe");
+        assert_eq!(without_os_error("a (os error 2) b (os error 13)!"), "a b!");
+        assert_eq!(without_os_error("odd (os error x)"), "odd (os error x)");
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(io_words(&e), "it does not exist");
+        let e = std::io::Error::other("weird (os error 5)");
+        assert_eq!(io_words(&e), "weird");
+    }
+}

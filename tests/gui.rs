@@ -705,3 +705,63 @@ fn a_download_cancel_and_resume_with_the_keyboard_alone() {
     press(&mut h, egui::Key::Enter);
     step_until(&mut h, "the folder's listing", WAIT, |h| has(h, "This folder is empty."));
 }
+
+#[test]
+fn a_download_folder_that_does_not_exist_is_offered_to_be_created_not_remembered() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("doc.txt"), b"document").unwrap();
+    let (_server, addr) = spawn_server(share.path());
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("doc.txt").is_some());
+    click(&mut h, "doc.txt");
+    let folder = downloads.path().join("new").join("sub");
+    type_into(&mut h, "Save as", &folder.join("doc.txt").display().to_string());
+    click(&mut h, "Download");
+    step_until(&mut h, "the question", WAIT, |h| has(h, "That folder does not exist"));
+    assert_eq!(h.state().settings().download_dir, downloads.path().display().to_string(), "not remembered");
+    assert!(!has(&h, "os error") && !has(&h, ".part"));
+    click(&mut h, "Create the folder and download");
+    step_until(&mut h, "the verdict", WAIT, |h| has(h, "MD5 verified"));
+    assert_eq!(std::fs::read(folder.join("doc.txt")).unwrap(), b"document");
+    assert_eq!(h.state().settings().download_dir, folder.display().to_string(), "remembered once it exists");
+}
+
+/// Where `label`'s widget is.
+fn rect_of(h: &App, label: &str) -> egui::Rect {
+    h.get_by_label(label).rect()
+}
+
+#[test]
+fn cancel_is_not_replaced_by_remove_and_a_removed_card_offers_to_delete_its_part() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("big.iso"), test_bytes(8 * 1024 * 1024, 41)).unwrap();
+    let (_server, upstream) = spawn_server(share.path());
+    let slow = relay(upstream, None, Duration::from_millis(2));
+    let mut h = app(downloads.path());
+    connect_from_client_tab(&mut h, &slow.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("big.iso").is_some());
+    click(&mut h, "big.iso");
+    click(&mut h, "Download");
+    step_until(&mut h, "progress", WAIT, |h| has(h, "of 8.00 MiB") && !has(h, "0 B of"));
+    let cancel = rect_of(&h, "Cancel");
+    click(&mut h, "Cancel");
+    step_until(&mut h, "the cancellation", WAIT, |h| has(h, "Cancelled"));
+    assert!(!rect_of(&h, "Remove").intersects(cancel), "Remove is not where Cancel was");
+    assert!(!has(&h, ".part") && !has(&h, "os error"), "no internal names");
+
+    let part = std::fs::read_dir(downloads.path()).unwrap().next().expect("a partial file").unwrap().path();
+    click(&mut h, "Remove");
+    step_until(&mut h, "the offer", WAIT, |h| has(h, "Delete what was downloaded?"));
+    assert!(part.exists());
+    click(&mut h, "Delete it");
+    let deadline = Instant::now() + WAIT;
+    while part.exists() {
+        assert!(Instant::now() < deadline, "the partial file was not deleted");
+        h.run_steps(1);
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(std::fs::read_dir(downloads.path()).unwrap().next().is_none(), "nothing else touched");
+}

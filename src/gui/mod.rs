@@ -18,6 +18,7 @@ mod demo;
 mod dialogs;
 pub use crate::format;
 mod server_tab;
+pub mod theme;
 pub mod verdict;
 
 use std::net::SocketAddr;
@@ -124,6 +125,9 @@ pub(crate) enum Command {
     ClearFinished,
     ReplaceExisting(u64),
     KeepExisting(u64),
+    CreateFolderAndDownload,
+    DeletePart,
+    KeepPart,
 }
 
 /// The app: saved [`State`] plus the runtime handles of each tab.
@@ -138,15 +142,21 @@ pub struct FerryApp {
     logo: Option<egui::TextureHandle>,
     persist: bool,
     demo: Option<demo::Demo>,
+    /// A download waiting for "create its folder?", and why creating it failed.
+    missing_folder: Option<(String, PathBuf)>,
+    folder_error: Option<String>,
 }
 
 impl FerryApp {
     /// An app with `state`, drawing into `ctx`. Native dialogs are on; tests turn them off with
     /// [`FerryApp::with_native_dialogs`]. Nothing is saved unless eframe calls `save`.
     pub fn new(mut state: State, ctx: &egui::Context) -> Self {
-        if state.download_dir.trim().is_empty() {
+        // A remembered folder that has gone since is not offered again (checked once, before
+        // the first frame).
+        if state.download_dir.trim().is_empty() || !expand_path(&state.download_dir).is_dir() {
             state.download_dir = default_download_dir().display().to_string();
         }
+        theme::install(ctx);
         let notify: Notify = {
             let ctx = ctx.clone();
             Arc::new(move || ctx.request_repaint_after(REPAINT_EVERY))
@@ -160,6 +170,8 @@ impl FerryApp {
             logo: None,
             persist: true,
             demo: None,
+            missing_folder: None,
+            folder_error: None,
             state,
         }
     }
@@ -222,15 +234,67 @@ impl FerryApp {
             Command::ClearFinished => self.client.clear_finished(),
             Command::ReplaceExisting(row) => self.client.replace_existing(row),
             Command::KeepExisting(row) => self.client.keep_existing(row),
+            Command::CreateFolderAndDownload => self.create_folder_and_download(),
+            Command::DeletePart => self.client.delete_part(true),
+            Command::KeepPart => self.client.delete_part(false),
         }
     }
 
-    /// Starts a download; its folder becomes the default for the next one (and is saved).
+    /// Starts a download; its folder becomes the default for the next one (and is saved). A
+    /// folder that does not exist is not used (nor remembered): the person is asked whether to
+    /// create it.
     fn start_download(&mut self, remote: String, dest: PathBuf) {
-        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf);
+        if let Some(dir) = &dir {
+            if !dir.is_dir() {
+                self.missing_folder = Some((remote, dest));
+                return;
+            }
             self.state.download_dir = dir.display().to_string();
         }
         self.client.download(remote, dest);
+    }
+
+    /// "The folder does not exist: create it?"
+    fn missing_folder_ui(&mut self, ui: &mut Ui, commands: &mut Vec<Command>) {
+        let Some((_, dest)) = &self.missing_folder else { return };
+        let dir = dest.parent().unwrap_or(Path::new("")).display().to_string();
+        let mut cancel = false;
+        egui::Modal::new(egui::Id::unique("missing_folder")).show(ui.ctx(), |ui| {
+            ui.set_max_width(480.0);
+            ui.heading("That folder does not exist");
+            ui.add_space(6.0);
+            ui.label(format!("{dir} does not exist yet."));
+            if let Some(error) = &self.folder_error {
+                ui.colored_label(verdict::bad_text(ui), error);
+            }
+            ui.add_space(10.0);
+            ui.horizontal(|ui| {
+                if ui.button("Create the folder and download").clicked() {
+                    commands.push(Command::CreateFolderAndDownload);
+                }
+                cancel = ui.button("Cancel").clicked() || ui.input(|i| i.key_pressed(egui::Key::Escape));
+            });
+        });
+        if cancel {
+            self.missing_folder = None;
+            self.folder_error = None;
+        }
+    }
+
+    fn create_folder_and_download(&mut self) {
+        let Some((remote, dest)) = self.missing_folder.take() else { return };
+        let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => {
+                self.folder_error = None;
+                self.start_download(remote, dest);
+            }
+            Err(e) => {
+                self.folder_error = Some(format!("Cannot create it: {}.", format::io_words(&e)));
+                self.missing_folder = Some((remote, dest));
+            }
+        }
     }
 
     /// The save-as field as a path: `~` expanded, a bare name put in the download folder.
@@ -301,16 +365,28 @@ impl FerryApp {
             let themes_w = ui.fonts_mut(|f| {
                 choices
                     .iter()
-                    .map(|(_, l)| f.layout_no_wrap(l.to_string(), egui::TextStyle::Button.resolve(ui.style()), egui::Color32::WHITE).size().x + padding)
+                    .map(|(_, l)| {
+                        f.layout_no_wrap(
+                            l.to_string(),
+                            egui::TextStyle::Button.resolve(ui.style()),
+                            egui::Color32::WHITE,
+                        )
+                        .size()
+                        .x + padding
+                    })
                     .sum::<f32>()
             }) + 60.0;
             let status_w = (ui.available_width() - themes_w).max(0.0);
-            ui.allocate_ui_with_layout(egui::vec2(status_w, ui.spacing().interact_size.y), egui::Layout::left_to_right(egui::Align::Center), |ui| {
-                ui.set_min_width(status_w);
-                if !status.is_empty() {
-                    ui.add(egui::Label::new(RichText::new(status.join(" · ")).weak()).truncate());
-                }
-            });
+            ui.allocate_ui_with_layout(
+                egui::vec2(status_w, ui.spacing().interact_size.y),
+                egui::Layout::left_to_right(egui::Align::Center),
+                |ui| {
+                    ui.set_min_width(status_w);
+                    if !status.is_empty() {
+                        ui.add(egui::Label::new(RichText::new(status.join(" · ")).weak()).truncate());
+                    }
+                },
+            );
             let mut theme = ui.options(|o| o.theme_preference);
             let before = theme;
             ui.weak("Theme");
@@ -362,6 +438,7 @@ impl eframe::App for FerryApp {
             }
             Tab::Client => client::client_ui(ui, &mut self.state, &mut self.client, dialog_open, &mut commands),
         });
+        self.missing_folder_ui(ui, &mut commands);
         for command in commands {
             self.apply(command);
         }

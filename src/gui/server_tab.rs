@@ -236,7 +236,8 @@ impl ServerTab {
                 self.clients.remove(&client);
                 self.active.retain(|_, t| t.client != client);
                 match reason {
-                    Some(r) => self.note(format!("{peer} disconnected: {}", Escaped(&r))),
+                    Some(r) => self
+                        .note(format!("{peer} disconnected: {}", format::without_os_error(&Escaped(&r).to_string()))),
                     None => self.note(format!("{peer} disconnected")),
                 }
             }
@@ -298,7 +299,7 @@ fn failure_text(error: &str, stopping_here: bool) -> String {
     } else if error.starts_with("the client went away") {
         "stopped by the client (cancelled, or its connection dropped)".into()
     } else {
-        error.to_string()
+        super::format::without_os_error(error)
     }
 }
 

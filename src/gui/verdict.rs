@@ -97,12 +97,22 @@ impl Verdict {
 
 /// Text colour for success, readable on the current theme.
 pub fn good_text(ui: &Ui) -> Color32 {
-    if ui.visuals().dark_mode { Color32::from_rgb(96, 210, 120) } else { Color32::from_rgb(10, 120, 40) }
+    good_color(ui.visuals())
 }
 
 /// Text colour for failure, readable on the current theme.
 pub fn bad_text(ui: &Ui) -> Color32 {
-    if ui.visuals().dark_mode { Color32::from_rgb(255, 110, 100) } else { Color32::from_rgb(185, 20, 20) }
+    bad_color(ui.visuals())
+}
+
+/// Text colour for success on `visuals`' page.
+pub fn good_color(visuals: &egui::Visuals) -> Color32 {
+    if visuals.dark_mode { Color32::from_rgb(96, 210, 120) } else { Color32::from_rgb(10, 120, 40) }
+}
+
+/// Text colour for failure on `visuals`' page.
+pub fn bad_color(visuals: &egui::Visuals) -> Color32 {
+    if visuals.dark_mode { Color32::from_rgb(255, 110, 100) } else { Color32::from_rgb(185, 20, 20) }
 }
 
 const GOOD_FILL: Color32 = Color32::from_rgb(30, 150, 64);

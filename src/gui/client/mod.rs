@@ -131,6 +131,15 @@ impl ClientTab {
         self.transfers.dismiss(row);
     }
 
+    /// Answers "delete the partial download too?".
+    pub fn delete_part(&mut self, delete: bool) {
+        if delete {
+            self.transfers.delete_offered_part();
+        } else {
+            self.transfers.offer_delete = None;
+        }
+    }
+
     pub fn clear_finished(&mut self) {
         self.transfers.clear_finished();
     }
@@ -210,6 +219,7 @@ pub(crate) fn client_ui(
         transfer_rows::transfers_ui(ui, &tab.transfers, out);
     });
     transfer_rows::overwrite_modal(ui, &tab.transfers, out);
+    transfer_rows::delete_part_modal(ui, &tab.transfers, out);
 }
 
 /// The Downloads area's height: as dragged, else half the room once there are downloads (room

@@ -140,7 +140,9 @@ impl Sessions {
             }
             EventKind::Failed(error) => {
                 self.error = Some(match &error {
-                    ClientError::Connect { addr, source } => format!("Cannot connect to {}: {source}", Escaped(addr)),
+                    ClientError::Connect { addr, source } => {
+                        format!("Cannot connect to {}: {}", Escaped(addr), format::io_words(source))
+                    }
                     ClientError::TimedOut(_) => format!(
                         "{} accepted the connection but did not answer within {}: is ferry hosting there?",
                         Escaped(&s.addr),
@@ -182,6 +184,22 @@ pub(crate) fn describe(error: &ClientError) -> String {
                 "the host asks for a PIN: type it in the PIN field".into()
             }
         }
-        other => Escaped(&other.to_string()).to_string(),
+        ClientError::Local { path, source, .. } => {
+            // The path may be the partial file, an internal name: speak of its folder.
+            let folder = path.parent().unwrap_or(path).display();
+            match source.kind() {
+                std::io::ErrorKind::StorageFull => format!("the disk holding {folder} is full"),
+                std::io::ErrorKind::NotFound => format!("the folder {folder} does not exist"),
+                _ => format!("cannot save in {folder}: {}", format::io_words(source)),
+            }
+        }
+        ClientError::NoSpace { path, need, available } => format!(
+            "not enough room in {}: {} needed, {} free",
+            path.parent().unwrap_or(path).display(),
+            format::size(*need),
+            format::size(*available)
+        ),
+        ClientError::Connect { source, .. } => format::io_words(source),
+        other => format::without_os_error(&Escaped(&other.to_string()).to_string()),
     }
 }

@@ -56,7 +56,7 @@ fn buttons_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
         Phase::Exists => {}
         phase => {
             let again = match phase {
-                Phase::Cancelled { kept_part: true } => Some(("Resume", "Continue from where it stopped")),
+                Phase::Cancelled { part: Some(_) } => Some(("Resume", "Continue from where it stopped")),
                 Phase::Failed { .. } if d.done > 0 => {
                     Some(("Resume", "Try again; what already arrived is kept and checked"))
                 }
@@ -94,6 +94,12 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
             ui.horizontal(|ui| {
                 ui.spinner();
                 ui.label("Connecting…");
+            });
+        }
+        Phase::Running if d.total == 0 => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(if d.resuming { "Checking the part that already arrived…" } else { "Starting…" });
             });
         }
         Phase::Running => {
@@ -141,8 +147,8 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
                 ));
             }
         }
-        Phase::Cancelled { kept_part } => {
-            if *kept_part {
+        Phase::Cancelled { part } => {
+            if part.is_some() {
                 ui.label(format!(
                     "Cancelled. The {} already downloaded are kept; Resume continues from there.",
                     format::size(d.done)
@@ -158,6 +164,29 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
             ui.weak(format!("Not downloaded: kept the existing {}.", d.dest.display()));
         }
     }
+}
+
+/// "Delete the partial download too?" after a cancelled card is removed.
+pub(super) fn delete_part_modal(ui: &mut Ui, transfers: &Transfers, out: &mut Vec<Command>) {
+    let Some((_, _, size)) = &transfers.offer_delete else { return };
+    egui::Modal::new(egui::Id::unique("offer_delete_part")).show(ui.ctx(), |ui| {
+        ui.set_max_width(460.0);
+        ui.heading("Delete what was downloaded?");
+        ui.add_space(6.0);
+        ui.label(format!(
+            "The {} that arrived before you cancelled are kept on disk, so that the download can resume. Nothing in this window points to them once the card is gone.",
+            format::size(*size)
+        ));
+        ui.add_space(10.0);
+        ui.horizontal(|ui| {
+            if ui.button("Delete it").clicked() {
+                out.push(Command::DeletePart);
+            }
+            if ui.button("Keep it").clicked() || ui.input(|i| i.key_pressed(egui::Key::Escape)) {
+                out.push(Command::KeepPart);
+            }
+        });
+    });
 }
 
 pub(super) fn overwrite_modal(ui: &mut Ui, transfers: &Transfers, out: &mut Vec<Command>) {

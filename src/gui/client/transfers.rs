@@ -22,8 +22,9 @@ pub(crate) enum Phase {
     Failed {
         message: String,
     },
+    /// Cancelled; `part` is the partial file the engine kept for a resume.
     Cancelled {
-        kept_part: bool,
+        part: Option<PathBuf>,
     },
     /// The destination exists; waiting for the person to say whether to replace it.
     Exists,
@@ -45,6 +46,8 @@ pub(crate) struct Download {
     pub done: u64,
     pub total: u64,
     pub bytes_per_sec: f64,
+    /// Restarted with a partial file to check before new bytes arrive.
+    pub resuming: bool,
 }
 
 impl Download {
@@ -65,6 +68,8 @@ pub(crate) struct Transfers {
     next_row: u64,
     /// A download waiting for "replace the existing file?".
     pub confirm: Option<u64>,
+    /// A removed card whose partial file may be deleted: (row, file, its size).
+    pub offer_delete: Option<(u64, PathBuf, u64)>,
 }
 
 impl Transfers {
@@ -88,6 +93,7 @@ impl Transfers {
             done: 0,
             total: 0,
             bytes_per_sec: 0.0,
+            resuming: false,
         };
         start_job(jobs, &mut d);
         self.rows.insert(0, d);
@@ -107,6 +113,9 @@ impl Transfers {
             d.opts.pin = opts.pin.clone();
         }
         d.overwrite |= overwrite;
+        d.resuming = matches!(d.phase, Phase::Cancelled { part: Some(_) }) || d.done > 0;
+        d.done = 0;
+        d.total = 0;
         start_job(jobs, d);
     }
 
@@ -130,8 +139,24 @@ impl Transfers {
         self.ask_next();
     }
 
+    /// Removes a card that has ended. A cancelled download's partial file (which the engine
+    /// made and reported) is offered for deletion rather than left where nothing points to it.
     pub fn dismiss(&mut self, row: u64) {
+        if let Some(d) = self.rows.iter().find(|d| d.row == row)
+            && let Phase::Cancelled { part: Some(part) } = &d.phase
+        {
+            self.offer_delete = Some((row, part.clone(), d.done));
+        }
         self.rows.retain(|d| d.row != row || d.is_running());
+    }
+
+    /// Deletes the offered partial file, on a worker thread (the window never waits on the disk).
+    pub fn delete_offered_part(&mut self) {
+        if let Some((_, part, _)) = self.offer_delete.take() {
+            let _ = std::thread::Builder::new().name("ferry-delete-part".into()).spawn(move || {
+                let _ = std::fs::remove_file(part);
+            });
+        }
     }
 
     pub fn clear_finished(&mut self) {
@@ -177,7 +202,7 @@ impl Transfers {
             }
             EventKind::Failed(ClientError::Exists(_)) => d.phase = Phase::Exists,
             EventKind::Failed(error) => d.phase = Phase::Failed { message: describe(&error) },
-            EventKind::Cancelled { part } => d.phase = Phase::Cancelled { kept_part: part.is_some() },
+            EventKind::Cancelled { part } => d.phase = Phase::Cancelled { part },
             EventKind::Listing(_) | EventKind::ListFailed { .. } | EventKind::Closed => {}
         }
         self.ask_next();
