@@ -323,7 +323,7 @@ fn hosting_errors_appear_in_the_window() {
     type_into(&mut h, "Listen on", "127.0.0.1");
     type_into(&mut h, "port", "0");
     click(&mut h, "Start hosting");
-    step_until(&mut h, "the missing-folder error", WAIT, |h| has(h, "cannot host"));
+    step_until(&mut h, "the missing-folder error", WAIT, |h| has(h, "Cannot host"));
     step_until(&mut h, "hosting to stop", WAIT, |h| h.query_by_label("Start hosting").is_some());
 
     type_into(&mut h, "Folder to host", &share.path().display().to_string());

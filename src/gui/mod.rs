@@ -14,6 +14,7 @@
 //! between runs through eframe's storage.
 
 mod client;
+mod copy_button;
 mod demo;
 mod dialogs;
 pub use crate::format;
@@ -325,6 +326,25 @@ impl FerryApp {
         }
     }
 
+    /// A note (no dialogs here…) floats at the bottom until dismissed: it pushes nothing down.
+    fn notice_ui(&mut self, ui: &mut Ui) {
+        let Some(notice) = self.notice.clone() else { return };
+        egui::Area::new(egui::Id::unique("notice"))
+            .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, -12.0))
+            .order(egui::Order::Foreground)
+            .show(ui.ctx(), |ui| {
+                egui::Frame::popup(ui.style()).inner_margin(10.0).show(ui, |ui| {
+                    ui.set_max_width(560.0);
+                    ui.horizontal(|ui| {
+                        ui.label(notice);
+                        if ui.button("OK").clicked() {
+                            self.notice = None;
+                        }
+                    });
+                });
+            });
+    }
+
     fn top_bar_ui(&mut self, ui: &mut Ui) {
         let logo = self.logo.get_or_insert_with(|| {
             let image = eframe::icon_data::from_png_bytes(ICON_PNG).expect("the embedded icon is a valid PNG");
@@ -419,16 +439,9 @@ impl eframe::App for FerryApp {
         egui::Panel::top("top_bar").show(ui, |ui| {
             ui.add_space(4.0);
             self.top_bar_ui(ui);
-            if let Some(notice) = self.notice.clone() {
-                ui.horizontal(|ui| {
-                    ui.label(RichText::new(notice).color(ui.visuals().warn_fg_color));
-                    if ui.small_button("OK").clicked() {
-                        self.notice = None;
-                    }
-                });
-            }
             ui.add_space(2.0);
         });
+        self.notice_ui(ui);
         let dialog_open = self.dialogs.busy();
         egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
             Tab::Server => {

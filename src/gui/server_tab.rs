@@ -224,7 +224,7 @@ impl ServerTab {
                     self.lan_rx = Some(rx);
                 }
             }
-            ServerEvent::StartFailed { error } => self.error = Some(error),
+            ServerEvent::StartFailed { error } => self.error = Some(start_failed_text(&error)),
             ServerEvent::ClientConnected { client, peer } => {
                 self.clients.insert(client, peer);
                 self.note(format!("{peer} connected"));
@@ -290,6 +290,20 @@ impl ServerTab {
         });
         self.finished.truncate(KEEP_FINISHED);
     }
+}
+
+/// Why hosting could not start, said once: "cannot host X: X is not a folder" becomes
+/// "Cannot host X: it is not a folder"; no OS error numbers.
+fn start_failed_text(error: &str) -> String {
+    let mut text = format::without_os_error(error);
+    if let Some(rest) = text.strip_prefix("cannot host ")
+        && let Some((what, why)) = rest.split_once(": ")
+        && let Some(tail) = why.strip_prefix(what)
+    {
+        text = format!("cannot host {what}: it{tail}");
+    }
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// Why a transfer ended early, in words about who did what: no OS error text.
@@ -519,9 +533,8 @@ fn address_row(ui: &mut Ui, addr: SocketAddr) {
     ui.horizontal(|ui| {
         ui.add_space(12.0);
         ui.label(RichText::new(addr.to_string()).size(20.0).monospace().strong());
-        if ui.button("Copy").on_hover_text("Copy this address to the clipboard").clicked() {
-            ui.ctx().copy_text(addr.to_string());
-        }
+        let label = addr.to_string();
+        super::copy_button::copy_button(ui, addr, "Copy", "Copy this address to the clipboard", &label);
     });
 }
 
@@ -588,9 +601,8 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                                 .on_hover_text(format!("sent in {}", format::duration(*elapsed)));
                             ui.horizontal(|ui| {
                                 fingerprint_ui(ui, md5, 20.0);
-                                if ui.small_button("Copy MD5").clicked() {
-                                    ui.ctx().copy_text(crate::client::md5sum_line(md5, &t.path));
-                                }
+                                let hover = "Copy the MD5 (32 hex digits) to the clipboard";
+                                super::copy_button::copy_button(ui, (&t.when, &t.path), "Copy MD5", hover, &hex(md5));
                             });
                         }
                         Err(error) => {
@@ -615,5 +627,42 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                 });
             });
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_failure_names_the_folder_once_and_no_os_error() {
+        assert_eq!(
+            start_failed_text("cannot host /srv/x: /srv/x is not a folder"),
+            "Cannot host /srv/x: it is not a folder"
+        );
+        assert_eq!(
+            start_failed_text("cannot host /gone: No such file or directory (os error 2)"),
+            "Cannot host /gone: No such file or directory"
+        );
+        assert_eq!(
+            start_failed_text("cannot listen on 1.2.3.4:5: the port is in use"),
+            "Cannot listen on 1.2.3.4:5: the port is in use"
+        );
+    }
+
+    #[test]
+    fn the_host_says_who_stopped_a_transfer() {
+        assert_eq!(
+            failure_text("the client went away: Broken pipe (os error 32)", false),
+            "stopped by the client (cancelled, or its connection dropped)"
+        );
+        assert_eq!(
+            failure_text("the client went away: Broken pipe (os error 32)", true),
+            "stopped here (hosting was stopped)"
+        );
+        assert_eq!(
+            failure_text("cannot read x: Input/output error (os error 5)", false),
+            "cannot read x: Input/output error"
+        );
     }
 }

@@ -164,7 +164,7 @@ fn digest_job(ui: &Ui, digest: &Md5Digest, other: &Md5Digest, mark_differences: 
 }
 
 /// The whole verdict: mark and headline, `detail` under it, both digests aligned with their
-/// fingerprints, and a button that copies `copy_text`.
+/// fingerprints, and a button that copies `copy_text` (and says so).
 pub fn verdict_ui(ui: &mut Ui, id_salt: u64, verdict: &Verdict, detail: &str, copy_text: &str) {
     let ok = verdict.is_ok();
     ui.horizontal(|ui| {
@@ -188,9 +188,12 @@ pub fn verdict_ui(ui: &mut Ui, id_salt: u64, verdict: &Verdict, detail: &str, co
         fingerprint_ui(ui, &actual, 24.0);
         ui.end_row();
     });
-    if ui.small_button("Copy MD5").on_hover_text("Copy the digests to the clipboard").clicked() {
-        ui.ctx().copy_text(copy_text.to_string());
-    }
+    let (label, hover) = if ok {
+        ("Copy MD5", "Copy the MD5 (32 hex digits) to the clipboard")
+    } else {
+        ("Copy both digests", "Copy what the host sent and what was computed here")
+    };
+    super::copy_button::copy_button(ui, id_salt, label, hover, copy_text);
 }
 
 #[cfg(test)]
@@ -251,6 +254,27 @@ mod tests {
         harness.get_by_label("MD5 verified");
         assert_eq!(harness.query_all_by_label("d41d8cd9 8f00b204 e9800998 ecf8427e").count(), 2);
         assert!(harness.query_by_label_contains("MD5 mismatch").is_none());
+    }
+
+    #[test]
+    fn copy_md5_copies_the_digest_alone_and_says_copied() {
+        let v = Verdict::Verified(EMPTY_MD5);
+        let mut harness = Harness::new_ui(|ui| verdict_ui(ui, 1, &v, "saved", &hex(&EMPTY_MD5)));
+        harness.get_by_label("Copy MD5").click();
+        harness.step();
+        let copied: Vec<_> = harness
+            .output()
+            .platform_output
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                egui::OutputCommand::CopyText(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(copied, ["d41d8cd98f00b204e9800998ecf8427e"]);
+        harness.run_steps(2);
+        harness.get_by_label("Copied");
     }
 
     #[test]

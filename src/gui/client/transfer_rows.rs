@@ -4,7 +4,6 @@
 use egui::{Align, Layout, RichText, Stroke, Ui};
 
 use super::transfers::{Download, Phase, Transfers};
-use crate::client::md5sum_line;
 use crate::gui::verdict::{self, Verdict, verdict_ui};
 use crate::gui::{Command, format};
 use crate::protocol::hex;
@@ -125,7 +124,7 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
                     if *resumed_from > 0 {
                         detail += &format!(", resumed after {}", format::size(*resumed_from));
                     }
-                    (detail, md5sum_line(md5, &d.dest.display().to_string()))
+                    (detail, hex(md5))
                 }
                 Verdict::Mismatch { expected, actual } => (
                     format!(
