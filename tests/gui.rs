@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
-use ferry::client::part_path;
+use ferry::client::{part_path, record_path};
 use ferry::gui::verdict::fingerprint_names;
 use ferry::gui::{FerryApp, State, format::grouped_hex};
 use ferry::protocol::hex;
@@ -752,16 +752,18 @@ fn cancel_is_not_replaced_by_remove_and_a_removed_card_offers_to_delete_its_part
     assert!(!rect_of(&h, "Remove").intersects(cancel), "Remove is not where Cancel was");
     assert!(!has(&h, ".part") && !has(&h, "os error"), "no internal names");
 
-    let part = std::fs::read_dir(downloads.path()).unwrap().next().expect("a partial file").unwrap().path();
+    let part = part_path(&downloads.path().join("big.iso"));
+    assert!(part.exists() && record_path(&downloads.path().join("big.iso")).exists());
     click(&mut h, "Remove");
     step_until(&mut h, "the offer", WAIT, |h| has(h, "Delete what was downloaded?"));
     assert!(part.exists());
     click(&mut h, "Delete it");
     let deadline = Instant::now() + WAIT;
-    while part.exists() {
+    let record = record_path(&downloads.path().join("big.iso"));
+    while part.exists() || record.exists() {
         assert!(Instant::now() < deadline, "the partial file was not deleted");
         h.run_steps(1);
         thread::sleep(Duration::from_millis(10));
     }
-    assert!(std::fs::read_dir(downloads.path()).unwrap().next().is_none(), "nothing else touched");
+    assert!(std::fs::read_dir(downloads.path()).unwrap().next().is_none(), "nothing else is left");
 }

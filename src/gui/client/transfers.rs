@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::session::describe;
 use crate::client::jobs::{EventKind, JobHandle, JobId, Jobs};
-use crate::client::{ClientError, ConnectOptions, DownloadRequest};
+use crate::client::{ClientError, ConnectOptions, DownloadRequest, part_path, record_path};
 use crate::gui::verdict::Verdict;
 use crate::protocol::path::Escaped;
 
@@ -68,7 +68,8 @@ pub(crate) struct Transfers {
     next_row: u64,
     /// A download waiting for "replace the existing file?".
     pub confirm: Option<u64>,
-    /// A removed card whose partial file may be deleted: (row, file, its size).
+    /// A removed card whose partial file may be deleted: (row, the download's destination, the
+    /// bytes that arrived).
     pub offer_delete: Option<(u64, PathBuf, u64)>,
 }
 
@@ -143,18 +144,22 @@ impl Transfers {
     /// made and reported) is offered for deletion rather than left where nothing points to it.
     pub fn dismiss(&mut self, row: u64) {
         if let Some(d) = self.rows.iter().find(|d| d.row == row)
-            && let Phase::Cancelled { part: Some(part) } = &d.phase
+            && let Phase::Cancelled { part: Some(_) } = &d.phase
         {
-            self.offer_delete = Some((row, part.clone(), d.done));
+            // The engine kept one; it and its record are found by the destination.
+            self.offer_delete = Some((row, d.dest.clone(), d.done));
         }
         self.rows.retain(|d| d.row != row || d.is_running());
     }
 
     /// Deletes the offered partial file, on a worker thread (the window never waits on the disk).
     pub fn delete_offered_part(&mut self) {
-        if let Some((_, part, _)) = self.offer_delete.take() {
+        if let Some((_, dest, _)) = self.offer_delete.take() {
             let _ = std::thread::Builder::new().name("ferry-delete-part".into()).spawn(move || {
-                let _ = std::fs::remove_file(part);
+                // The partial file first, then the record that marks it as ferry's.
+                if std::fs::remove_file(part_path(&dest)).is_ok() {
+                    let _ = std::fs::remove_file(record_path(&dest));
+                }
             });
         }
     }
