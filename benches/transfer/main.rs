@@ -1,0 +1,321 @@
+//! The transfer benchmark (issue 4): ferry against the MD5 limit, a plain `nc` pipe and an HTTP
+//! peer, on one machine over 127.0.0.1, in one run.
+//!
+//! ```sh
+//! cargo bench --bench transfer                                               # 1 GiB, 3 runs, 2000 files
+//! cargo bench --bench transfer -- --size 64MiB --runs 3 --files 500          # quick (< 1 minute)
+//! ```
+//!
+//! Options ([`args`]): `--size SIZE` (big file, default 1GiB), `--runs N` (default 3), `--files N`
+//! (small files, default 2000), `--file-size SIZE` (default 4KiB), `--dir DIR` (work folder;
+//! default `/dev/shm` when it has room, else the temp folder). `cargo bench` adds `--bench`.
+//! Run without `--bench` (as `cargo test --benches` does), the defaults shrink to a smoke test
+//! and nothing is installed.
+//!
+//! Every figure is the median of `--runs` runs with min and max; MB = 10^6 bytes. The rows are
+//! measured round-robin (one run of each per round) so a change in background load hits every
+//! row alike. Every transfer's digest is checked against `md5sum` of the source; a mismatch, a
+//! failed command or a server that does not stop on Ctrl-C exits non-zero. Targets are reported
+//! as PASS/MISS and never fail the run.
+//!
+//! The parts: [`args`] (the command line), [`procs`] (child processes, their output, ports),
+//! [`files`] (the work folder and the files), [`peers`] (md5sum, nc, HTTP), [`ferry_runs`] (the
+//! ferry rows), [`measure`] (peak RSS, the machine), [`report`] (figures and the Markdown table).
+
+mod args;
+mod ferry_runs;
+mod files;
+mod measure;
+mod peers;
+mod procs;
+mod report;
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use args::{Options, size_arg};
+use ferry_runs::{FERRY, FerryServer, ferry_command, small_ferry};
+use files::{Rng, fresh_dir, warm_cache, work_dir, write_random_file};
+use measure::{Machine, loadavg};
+use peers::{HttpPeer, netcat, small_curl};
+use procs::{WORK_DIR, find_in_path, on_ctrl_c, tool_version, version_line};
+use report::{Context, Series, num, report};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+/// MB as NOTES.md and the issue use it.
+const MB: f64 = 1e6;
+/// The issue's RSS ceiling for each side.
+const RSS_LIMIT_KIB: u64 = 32 * 1024;
+
+type Result<T, E = String> = std::result::Result<T, E>;
+
+fn main() -> ExitCode {
+    let opts = Options::from_env();
+    if let Err(e) = ctrlc::set_handler(on_ctrl_c) {
+        eprintln!("transfer bench: cannot catch Ctrl-C ({e}); an interrupted run may leave files behind");
+    }
+    let result = run(&opts);
+    let code = match result {
+        Ok(problems) if problems.is_empty() => ExitCode::SUCCESS,
+        Ok(problems) => {
+            eprintln!("\ntransfer bench: the run finished, but something is broken:");
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("\ntransfer bench: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    // Everything (work folder, children) was cleaned up by the guards inside `run`.
+    code
+}
+
+struct Bench<'a> {
+    opts: &'a Options,
+    work: PathBuf,
+    big: PathBuf,
+    big_name: String,
+    dl: PathBuf,
+    /// `md5sum` of the big file (from the first `md5sum` run).
+    reference: Option<String>,
+    problems: Vec<String>,
+    server_peak_kib: u64,
+    client_peak_kib: u64,
+    server_peak_warm_kib: u64,
+    client_peak_warm_kib: u64,
+}
+
+/// A timed run's outcome: seconds and the digest the command printed.
+struct Timed {
+    secs: f64,
+    digest: String,
+}
+
+impl Bench<'_> {
+    fn mbps(&self, secs: f64) -> f64 {
+        self.opts.size as f64 / secs.max(1e-9) / MB
+    }
+
+    fn check_digest(&mut self, what: &str, got: &str) -> Result<()> {
+        match &self.reference {
+            None => {
+                self.reference = Some(got.to_string());
+                Ok(())
+            }
+            Some(r) if r == got => Ok(()),
+            Some(r) => Err(format!("DIGEST MISMATCH in {what}: got {got}, md5sum of the source says {r}")),
+        }
+    }
+}
+
+fn secs_limit(bytes: u64) -> Duration {
+    // Generous: a broken tool is caught, a slow machine is not.
+    Duration::from_secs(120) + Duration::from_secs_f64(bytes as f64 / (5.0 * MB))
+}
+
+struct Rows {
+    md5sum: Series,
+    nc: Series,
+    curl_pipe: Series,
+    curl_disk: Series,
+    cold: Series,
+    warm: Series,
+    small_ferry: Series,
+    small_curl: Series,
+}
+
+fn say(line: impl AsRef<str>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", line.as_ref());
+    let _ = out.flush();
+}
+
+fn run(opts: &Options) -> Result<Vec<String>> {
+    let machine = Machine::read();
+    let command = opts.command();
+    say("# ferry transfer benchmark");
+    say(format!("command:  {command}"));
+    say(format!("argv:     {}", opts.argv.join(" ")));
+    say(format!("machine:  {}", machine.line()));
+    say(format!("date:     {}", chrono::Local::now().format("%Y-%m-%d %H:%M %Z")));
+    let load_before = loadavg();
+    say(format!("load avg: {load_before} (1, 5, 15 min) before the run"));
+    let profile = if cfg!(debug_assertions) { "debug build: figures are NOT meaningful" } else { "optimised build" };
+    say(format!("ferry:    {FERRY} ({}, {profile})", version_line(ferry_command().arg("--version"), "ferry")));
+    if !opts.bench_mode {
+        say(
+            "mode:     smoke test (no --bench argument, so not run by `cargo bench`): small defaults, nothing installed",
+        );
+    }
+
+    // Tools.
+    if find_in_path("md5sum").is_none() {
+        return Err("md5sum (GNU coreutils) is required: it is the reference digest and row 1".into());
+    }
+    say(format!("md5sum:   {}", tool_version("md5sum", &["--version"])));
+    let nc = netcat(opts.bench_mode);
+    match &nc {
+        Ok(v) => say(format!("nc:       {v}")),
+        Err(e) => say(format!("nc:       SKIPPED: {e}")),
+    }
+    let http_missing = match (find_in_path("python3"), find_in_path("curl")) {
+        (Some(_), Some(_)) => None,
+        (None, _) => Some("python3 is not installed".to_string()),
+        (_, None) => Some("curl is not installed".to_string()),
+    };
+    match &http_missing {
+        None => say(format!(
+            "http:     {}; {}",
+            tool_version("python3", &["--version"]),
+            tool_version("curl", &["--version"]).split(" (").next().unwrap_or("")
+        )),
+        Some(e) => say(format!("http:     SKIPPED: {e}")),
+    }
+
+    // The work folder and the files.
+    let (tmp, where_) = work_dir(opts)?;
+    let work = tmp.path().to_path_buf();
+    *WORK_DIR.lock().unwrap_or_else(|p| p.into_inner()) = Some(work.clone());
+    say(format!("work dir: {} — {where_}", work.display()));
+    let big_name = "big.bin".to_string();
+    let big = work.join(&big_name);
+    let dl = work.join("dl");
+    fresh_dir(&dl)?;
+    let mut rng = Rng::seeded();
+    let t = Instant::now();
+    write_random_file(&big, opts.size, &mut rng)?;
+    warm_cache(&big)?;
+    say(format!(
+        "big file: {} ({} bytes, {:.1} MB), random, written and read once in {:.2} s",
+        size_arg(opts.size),
+        opts.size,
+        opts.size as f64 / MB,
+        t.elapsed().as_secs_f64()
+    ));
+    let small = work.join("small");
+    fresh_dir(&small)?;
+    let width = opts.files.to_string().len().max(5);
+    let names: Vec<String> = (0..opts.files).map(|i| format!("f{i:0width$}.bin")).collect();
+    let mut buf = vec![0u8; opts.file_size as usize];
+    for n in &names {
+        rng.fill(&mut buf);
+        fs::write(small.join(n), &buf).map_err(|e| format!("cannot write small file {n}: {e}"))?;
+    }
+    say(format!("small:    {} files of {} ({} bytes each)", opts.files, size_arg(opts.file_size), opts.file_size));
+    say(format!("runs:     {} of each, round-robin; figures are median (min–max); MB = 10^6 bytes", opts.runs));
+    say("");
+
+    let mut bench = Bench {
+        opts,
+        work: work.clone(),
+        big: big.clone(),
+        big_name: big_name.clone(),
+        dl: dl.clone(),
+        reference: None,
+        problems: Vec::new(),
+        server_peak_kib: 0,
+        client_peak_kib: 0,
+        server_peak_warm_kib: 0,
+        client_peak_warm_kib: 0,
+    };
+    let mut rows = Rows {
+        md5sum: Series::default(),
+        nc: Series::default(),
+        curl_pipe: Series::default(),
+        curl_disk: Series::default(),
+        cold: Series::default(),
+        warm: Series::default(),
+        small_ferry: Series::default(),
+        small_curl: Series::default(),
+    };
+    if let Err(e) = &nc {
+        rows.nc.skipped = Some(e.clone());
+    }
+    let http = match &http_missing {
+        None => Some(HttpPeer::start(&work)?),
+        Some(e) => {
+            rows.curl_pipe.skipped = Some(e.clone());
+            rows.curl_disk.skipped = Some(e.clone());
+            rows.small_curl.skipped = Some(e.clone());
+            None
+        }
+    };
+    let big_url = http.as_ref().map(|h| h.url(&big_name));
+
+    // The reference digest first, then a warm server primed with one (untimed) get.
+    let reference = bench.md5sum(&big)?;
+    bench.reference = Some(reference.digest.clone());
+    say(format!("md5 of the big file: {}", reference.digest));
+    let warm_server = FerryServer::start(&work)?;
+    let warm_addr = warm_server.addr.clone();
+    let (prime_mbps, prime_kib) =
+        bench.ferry_get("ferry warm (priming get)", &warm_addr, &dl.join("ferry-warm.bin"), true)?;
+    bench.client_peak_warm_kib = prime_kib;
+    say(format!("warm server at {warm_addr}, primed with one get ({} MB/s, untimed)", num(prime_mbps)));
+
+    let note = |label: &str, r: usize, v: f64, unit: &str| {
+        say(format!("  [{r}/{}] {label:<40} {:>8} {unit}", opts.runs, num(v)));
+    };
+    for r in 1..=opts.runs {
+        say(format!("round {r}/{} (big file)", opts.runs));
+        let v = bench.run_md5sum()?;
+        rows.md5sum.samples.push(v);
+        note("md5sum FILE", r, v, "MB/s");
+        if rows.nc.skipped.is_none() {
+            let v = bench.run_nc()?;
+            rows.nc.samples.push(v);
+            note("nc -l | md5sum  <-  nc -N < FILE", r, v, "MB/s");
+        }
+        if let Some(url) = &big_url {
+            let v = bench.run_curl_pipe(url)?;
+            rows.curl_pipe.samples.push(v);
+            note("http.server -> curl | md5sum", r, v, "MB/s");
+            let v = bench.run_curl_disk(url)?;
+            rows.curl_disk.samples.push(v);
+            note("http.server -> curl -o DEST; md5sum DEST", r, v, "MB/s");
+        }
+        let v = bench.run_ferry_cold(r == 1)?;
+        rows.cold.samples.push(v);
+        note("ferry cold (fresh serve, get, verified)", r, v, "MB/s");
+        let (v, kib) = bench.ferry_get("ferry warm", &warm_addr, &dl.join("ferry-warm.bin"), false)?;
+        bench.client_peak_warm_kib = bench.client_peak_warm_kib.max(kib);
+        rows.warm.samples.push(v);
+        note("ferry warm (same server again)", r, v, "MB/s");
+    }
+    bench.server_peak_warm_kib = warm_server.peak_rss_kib().unwrap_or(0);
+    if let Err(e) = warm_server.stop() {
+        bench.problems.push(e);
+    }
+
+    let curl_cfg = work.join("curl-small.cfg");
+    for r in 1..=opts.runs {
+        say(format!("round {r}/{} (small files)", opts.runs));
+        let v = small_ferry(&small, &names, &work.join("dl-ferry-small"))?;
+        rows.small_ferry.samples.push(v);
+        note("ferry: one connection, list + get each", r, v, "files/s");
+        if let Some(h) = &http {
+            let v = small_curl(h, &curl_cfg, &small, &names, &work.join("dl-curl-small"))?;
+            rows.small_curl.samples.push(v);
+            note("http.server <- one curl -K", r, v, "files/s");
+        }
+    }
+    drop(http);
+    let load = format!("{load_before} before, {} after (1, 5, 15 min)", loadavg());
+    say(format!("load avg: {load}"));
+    say("");
+
+    let report = report(opts, &Context { machine: &machine, command: &command, load: &load }, &rows, &bench);
+    say(report);
+    let problems = std::mem::take(&mut bench.problems);
+    *WORK_DIR.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    drop(tmp);
+    Ok(problems)
+}
