@@ -173,7 +173,7 @@ fn serve(config: ServerConfig) -> i32 {
             ServerEvent::Listening { addr, root } => {
                 log(format_args!("hosting {} at {addr} (read-only); Ctrl-C stops", root.display()));
                 if addr.ip().is_unspecified() {
-                    let lan: Vec<String> = crate::net::lan_addresses()
+                    let lan: Vec<String> = crate::net::reachable_addresses(addr)
                         .iter()
                         .map(|ip| std::net::SocketAddr::new(*ip, addr.port()).to_string())
                         .collect();

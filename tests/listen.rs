@@ -2,10 +2,46 @@
 //! clients, and stopping never depends on the network (the listening address may be gone).
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use ferry::client::{ConnectOptions, Connection};
+use ferry::server::{DEFAULT_BIND, Server, ServerConfig, ServerEvent};
+
+#[test]
+fn the_default_host_is_reached_over_ipv4_and_ipv6() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), b"hi").unwrap();
+    // The default address, on a free port.
+    let mut bind: SocketAddr = DEFAULT_BIND.parse().expect("the default is an address");
+    bind.set_port(0);
+    let (server, events) = Server::spawn(ServerConfig::new(dir.path(), bind.to_string()), None);
+    let port = loop {
+        match events.recv_timeout(Duration::from_secs(10)).expect("a start event") {
+            ServerEvent::Listening { addr, .. } => break addr.port(),
+            ServerEvent::StartFailed { error } => panic!("cannot host on the default address: {error}"),
+            _ => {}
+        }
+    };
+    for client in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let mut conn = Connection::connect(&client, &ConnectOptions::default())
+            .unwrap_or_else(|e| panic!("{client} cannot reach a host on {DEFAULT_BIND}: {e}"));
+        let listing = conn.list("").unwrap();
+        assert_eq!(listing.entries.len(), 1, "{client}");
+        // The host names an IPv4 client as IPv4, not as ::ffff:127.0.0.1.
+        let peer = loop {
+            match events.recv_timeout(Duration::from_secs(10)).expect("a connect event") {
+                ServerEvent::ClientConnected { peer, .. } => break peer,
+                _ => {}
+            }
+        };
+        assert_eq!(peer.is_ipv4(), client.starts_with("127."), "{client} was seen as {peer}");
+    }
+    server.stop_and_join();
+}
 
 /// Runs `args` through `ip`, inside the network namespace of process `pid`.
 fn ip_in(pid: u32, args: &[&str]) {

@@ -39,8 +39,9 @@ pub use confine::{ResolveError, Root};
 use crate::protocol::Md5Digest;
 use crate::sink::{Notify, Sink};
 
-/// The default address: every interface, port 7878.
-pub const DEFAULT_BIND: &str = "0.0.0.0:7878";
+/// The default address: every interface, IPv6 and IPv4 alike (one dual-stack socket; IPv4
+/// only where the system has no IPv6), port 7878.
+pub const DEFAULT_BIND: &str = "[::]:7878";
 /// The default cap on simultaneous clients.
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
 /// The default idle timeout: a connection silent (or stalled) this long is closed.
@@ -237,6 +238,9 @@ impl Drop for Server {
     }
 }
 
+/// Listens on the first address `spec` names that works. The IPv6 wildcard `[::]` is
+/// dual-stack (IPv4 clients reach it too); where the system has no IPv6 it falls back to the
+/// IPv4 wildcard on the same port. Any other address is used exactly as given.
 fn bind(spec: &str) -> io::Result<TcpListener> {
     let addrs: Vec<SocketAddr> = spec
         .to_socket_addrs()
@@ -244,7 +248,17 @@ fn bind(spec: &str) -> io::Result<TcpListener> {
         .collect();
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, format!("{spec:?} names no address"));
     for addr in addrs {
-        match TcpListener::bind(addr) {
+        let bound = match addr {
+            SocketAddr::V6(v6) if v6.ip().is_unspecified() => bind_dual_stack(addr).or_else(|e| {
+                if matches!(e.kind(), io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied) {
+                    Err(e)
+                } else {
+                    TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, addr.port()))
+                }
+            }),
+            _ => TcpListener::bind(addr),
+        };
+        match bound {
             Ok(l) => return Ok(l),
             Err(e) => {
                 let hint = match e.kind() {
@@ -258,6 +272,19 @@ fn bind(spec: &str) -> io::Result<TcpListener> {
         }
     }
     Err(last)
+}
+
+/// One IPv6 socket with `IPV6_V6ONLY` off: IPv4 clients arrive as `::ffff:a.b.c.d`.
+fn bind_dual_stack(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(false)?;
+    // As std does: a restarted host can listen again at once on the port it just left.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
 }
 
 fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) {
@@ -303,7 +330,10 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
             continue;
         }
         workers.retain(|w| !w.is_finished());
-        let Ok(peer) = stream.peer_addr() else { continue };
+        // An IPv4 client of a dual-stack listener is named as IPv4 (not `::ffff:a.b.c.d`).
+        let Ok(peer) = stream.peer_addr().map(|p| SocketAddr::new(p.ip().to_canonical(), p.port())) else {
+            continue;
+        };
         let active = shared.conns.lock().unwrap_or_else(|p| p.into_inner()).len();
         if active >= shared.config.max_clients {
             conn::reject_busy(&shared, stream, peer);
