@@ -122,7 +122,7 @@ pub fn run(command: Command) -> i32 {
             let mut config = ServerConfig::new(dir, bind);
             config.max_clients = max_clients.max(1);
             config.idle_timeout = Duration::from_secs(idle_timeout.max(1));
-            config.pin = pin;
+            config.pin = pin.map(Into::into);
             serve(config)
         }
         Command::Discover { timeout } => discover(Duration::from_secs(timeout.max(1))),
@@ -132,8 +132,12 @@ pub fn run(command: Command) -> i32 {
         },
         Command::Get { addr, path, output, force, pin, timeout, windows_names } => {
             let names = if windows_names { Os::Windows } else { Os::current() };
-            let opts =
-                ConnectOptions { pin, io_timeout: Duration::from_secs(timeout.max(1)), names, ..Default::default() };
+            let opts = ConnectOptions {
+                pin: pin.map(Into::into),
+                io_timeout: Duration::from_secs(timeout.max(1)),
+                names,
+                ..Default::default()
+            };
             match host_address(&addr) {
                 Ok(addr) => get(&addr, &path, output.as_deref(), force, &opts),
                 Err(code) => code,
@@ -186,7 +190,7 @@ fn serve(config: ServerConfig) -> i32 {
                 if let Some(pin) = &pin {
                     // Shown once, on the terminal that started ferry, never in the log lines.
                     log(format_args!("clients must give the PIN"));
-                    eprintln!("PIN: {pin}  (read it out to the person connecting)");
+                    eprintln!("PIN: {}  (read it out to the person connecting)", pin.expose());
                 }
                 let folder = root.file_name().map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
                 let mut what = Announcement::new(addr, folder);
@@ -403,7 +407,7 @@ fn connect_error(e: ClientError) -> i32 {
 }
 
 fn ls(addr: &str, path: &str, pin: Option<String>) -> i32 {
-    let opts = ConnectOptions { pin, ..Default::default() };
+    let opts = ConnectOptions { pin: pin.map(Into::into), ..Default::default() };
     let mut conn = match Connection::connect(addr, &opts) {
         Ok(c) => c,
         Err(e) => return connect_error(e),

@@ -41,7 +41,8 @@ pub const CLIENT_NAME: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    pub pin: Option<String>,
+    /// The host's PIN, if it asks for one (its `Debug` is redacted).
+    pub pin: Option<Secret>,
     pub connect_timeout: Duration,
     /// A server silent this long (mid-reply or mid-transfer) is given up on.
     pub io_timeout: Duration,
@@ -258,7 +259,7 @@ impl Connection {
             buf: Vec::new(),
             names: opts.names,
         };
-        let hello = Request::Hello { version: VERSION, client: CLIENT_NAME.into(), pin: opts.pin.clone().map(Secret) };
+        let hello = Request::Hello { version: VERSION, client: CLIENT_NAME.into(), pin: opts.pin.clone() };
         conn.hello = match conn.request::<HelloReply>(&hello)? {
             Ok(h) => h,
             Err(e) => return Err(ClientError::Refused(e)),

@@ -144,9 +144,9 @@ impl ServerTab {
                 self.error = Some("Type a PIN, or untick \"Require a PIN\".".into());
                 return;
             }
-            config.pin = Some(pin.to_string());
+            config.pin = Some(pin.into());
         }
-        self.active_pin = config.pin.clone().map(Secret);
+        self.active_pin = config.pin.clone();
         let (server, events) = Server::spawn(config, Some(self.notify.clone()));
         self.server = Some(server);
         self.events = Some(events);

@@ -6,14 +6,44 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// A secret (the optional PIN) whose `Debug` never shows its value, so it cannot leak into logs.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret (the optional PIN) whose `Debug` never shows its value, so it cannot leak into logs,
+/// and whose `==` takes the same time wherever the first difference is.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret itself, for the one place that must show it (the host's own screen).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        // The length is not secret; the bytes are compared without an early exit.
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl Eq for Secret {}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(s.to_string())
     }
 }
 

@@ -1,15 +1,17 @@
-//! One client connection: `hello`, then requests one at a time until the client leaves, the
-//! connection idles out, or the server stops.
+//! One client connection: `hello` (within a short deadline), then requests one at a time until
+//! the client leaves, the connection idles out, or the server stops.
 
 use std::io::{self, BufReader, Read};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::pin_limit::PinVerdict;
 use super::reply::{self, Who, encode_ok, reply_error, send_all};
 use super::send::{self, GetEnd};
-use super::{ClientId, Root, ServerEvent, Shared};
+use super::{ClientId, Root, ServerEvent, Shared, Slot};
 use crate::protocol::VERSION;
 use crate::protocol::frame::{self, FrameError, MAX_REQUEST_LEN};
 use crate::protocol::message::{ErrorCode, ErrorReply, HelloReply, ListReply, Request, parse_request};
@@ -18,34 +20,31 @@ use crate::protocol::path::Escaped;
 /// The name this server gives in `hello`.
 pub const SERVER_NAME: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
 
-/// At most this many turned-away connections are answered at once; more are just closed.
+/// At most this many turned-away connections are lingered over at once; more are answered
+/// without waiting and closed.
 const MAX_REJECTING: usize = 8;
-/// How long a turned-away client has to send its `hello`.
-const REJECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Wrong PINs from one address before answers slow down.
-const FREE_PIN_TRIES: u32 = 3;
 
-/// Answers a client past the connection cap with `busy`, on a short-lived thread so the accept
-/// loop never waits for it.
-pub(super) fn reject_busy(shared: &std::sync::Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+/// Answers a client that gets no slot with `busy` at once, then closes. The answer is written
+/// before the client's `hello` is read (it needs no slot, and a silent client gets it too);
+/// a short-lived thread then drains what the client sends, so closing does not reset the
+/// connection under the answer. The accept loop never waits for any of it.
+pub(super) fn turn_away(shared: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, message: String) {
+    let reply = ErrorReply::new(ErrorCode::Busy, message);
+    shared.sink.send(ServerEvent::ClientRejected { peer, reason: reply.message.clone() });
+    let _ = stream.set_nodelay(true);
     if shared.rejecting.fetch_add(1, Ordering::SeqCst) >= MAX_REJECTING {
         shared.rejecting.fetch_sub(1, Ordering::SeqCst);
-        return; // dropping the stream closes it
+        // No thread to spare: a small answer into an empty socket buffer, then close.
+        let _ = stream.set_nonblocking(true);
+        let _ = reply_error(&mut stream, &mut Vec::new(), &reply);
+        let _ = stream.shutdown(Shutdown::Write);
+        return;
     }
     let shared2 = shared.clone();
     let spawned = thread::Builder::new().name("ferry-busy".into()).spawn(move || {
-        let mut stream = stream;
-        let _ = stream.set_read_timeout(Some(REJECT_TIMEOUT));
-        let _ = stream.set_write_timeout(Some(REJECT_TIMEOUT));
-        let _ = stream.set_nodelay(true);
-        // Read the hello first, so closing does not reset the connection under the reply.
-        let _ = frame::read_frame(&mut stream, MAX_REQUEST_LEN);
-        let max = shared2.config.max_clients;
-        let reply =
-            ErrorReply::new(ErrorCode::Busy, format!("the server is busy ({max} clients connected); try again later"));
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
         let _ = reply_error(&mut stream, &mut Vec::new(), &reply);
         linger_close(stream);
-        shared2.sink.send(ServerEvent::ClientRejected { peer, reason: "busy".into() });
         shared2.rejecting.fetch_sub(1, Ordering::SeqCst);
     });
     if spawned.is_err() {
@@ -67,42 +66,65 @@ fn linger_close(mut stream: TcpStream) {
     }
 }
 
-/// Serves one connection to its end, then unregisters it and reports why it ended.
-pub(super) fn serve_connection(shared: &Shared, root: &Root, stream: TcpStream, client: ClientId, peer: SocketAddr) {
-    let mut greeted = false;
-    let reason = serve(shared, root, stream, client, peer, &mut greeted);
-    shared.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&client);
-    if greeted {
-        shared.sink.send(ServerEvent::ClientDisconnected { client, peer, reason });
+/// How a connection ends, whatever ends it (a panic included): its slot is freed first, then,
+/// if it was ever reported as connected, exactly one `ClientDisconnected` is sent.
+struct ConnEnd {
+    slot: Option<Slot>,
+    peer: SocketAddr,
+    greeted: bool,
+    reason: Option<String>,
+}
+
+impl Drop for ConnEnd {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else { return };
+        let (shared, client) = (slot.shared.clone(), slot.client);
+        drop(slot);
+        if self.greeted {
+            let reason = if thread::panicking() {
+                Some("internal error: the connection's thread panicked".to_string())
+            } else {
+                self.reason.take()
+            };
+            shared.sink.send(ServerEvent::ClientDisconnected { client, peer: self.peer, reason });
+        }
     }
+}
+
+/// Serves one connection to its end, then frees its slot and reports why it ended.
+pub(super) fn serve_connection(slot: Slot, root: &Root, stream: TcpStream, peer: SocketAddr) {
+    let (shared, client) = (slot.shared.clone(), slot.client);
+    let mut end = ConnEnd { slot: Some(slot), peer, greeted: false, reason: None };
+    end.reason = serve(&shared, root, stream, client, peer, &mut end.greeted);
 }
 
 fn describe_read_error(e: &FrameError, idle: Duration) -> String {
     match e {
-        FrameError::Io(io) if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-            format!("idle for {} s, closed", idle.as_secs())
-        }
+        FrameError::Io(io) if is_timeout(io) => format!("idle for {} s, closed", idle.as_secs()),
         other => other.to_string(),
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // The length is not secret; the bytes are compared without an early exit.
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
-/// Waits before answering a wrong PIN, longer with each recent failure from the same address.
-fn pin_penalty(shared: &Shared, ip: IpAddr) -> Duration {
-    let mut fails = shared.pin_failures.lock().unwrap_or_else(|p| p.into_inner());
-    if fails.len() > 10_000 {
-        fails.clear();
-    }
-    let n = fails.entry(ip).or_insert(0);
-    *n += 1;
-    if *n <= FREE_PIN_TRIES {
-        Duration::ZERO
-    } else {
-        Duration::from_millis(250u64 << (*n - FREE_PIN_TRIES - 1).min(4)).min(Duration::from_secs(4))
+/// Reads from a socket until a fixed instant, however the bytes trickle in: a client cannot
+/// keep a connection in `hello` by sending one byte at a time.
+struct Deadline<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut stream = self.stream;
+        stream.read(buf)
     }
 }
 
@@ -114,28 +136,32 @@ fn serve(
     peer: SocketAddr,
     greeted: &mut bool,
 ) -> Option<String> {
-    let idle = shared.config.idle_timeout;
+    let config = &shared.config;
+    let idle = config.idle_timeout;
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(idle));
-    let _ = stream.set_write_timeout(Some(idle));
-    let Ok(read_half) = stream.try_clone() else { return Some("cannot clone the socket".into()) };
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    let _ = stream.set_write_timeout(Some(config.hello_timeout.min(idle)));
     let mut out = Vec::with_capacity(4096);
     let mut buf: Vec<u8> = Vec::new();
-
-    // 1. hello
-    let payload = match frame::read_frame(&mut reader, MAX_REQUEST_LEN) {
-        Ok(p) => p,
-        Err(e @ FrameError::TooLarge { .. }) => {
-            let _ = reply_error(&mut stream, &mut out, &ErrorReply::new(ErrorCode::TooLarge, e.to_string()));
-            shared.sink.send(ServerEvent::ClientRejected { peer, reason: e.to_string() });
-            return None;
-        }
-        Err(_) => return None,
-    };
     let reject = |stream: &mut TcpStream, out: &mut Vec<u8>, e: ErrorReply| {
         let _ = reply_error(stream, out, &e);
         shared.sink.send(ServerEvent::ClientRejected { peer, reason: e.message.clone() });
+    };
+
+    // 1. hello, complete within the hello deadline. Read straight from the socket (frames are
+    // read exactly), so nothing the client sends after it is lost.
+    let until = Instant::now() + config.hello_timeout;
+    let payload = match frame::read_frame(&mut Deadline { stream: &stream, until }, MAX_REQUEST_LEN) {
+        Ok(p) => p,
+        Err(e @ FrameError::TooLarge { .. }) => {
+            reject(&mut stream, &mut out, ErrorReply::new(ErrorCode::TooLarge, e.to_string()));
+            return None;
+        }
+        Err(FrameError::Io(e)) if is_timeout(&e) && !shared.is_stopping() => {
+            let secs = config.hello_timeout.as_secs_f64();
+            shared.sink.send(ServerEvent::ClientRejected { peer, reason: format!("sent no hello within {secs} s") });
+            return None;
+        }
+        Err(_) => return None,
     };
     match parse_request(&payload) {
         Ok(Request::Hello { version, pin, .. }) => {
@@ -144,15 +170,20 @@ fn serve(
                 reject(&mut stream, &mut out, ErrorReply::new(ErrorCode::UnsupportedVersion, msg));
                 return None;
             }
-            if let Some(expected) = &shared.config.pin {
-                let given = pin.as_ref().map_or(&b""[..], |p| p.0.as_bytes());
-                if !constant_time_eq(given, expected.as_bytes()) {
-                    thread::sleep(pin_penalty(shared, peer.ip()));
-                    let msg = if pin.is_none() { "this server needs a PIN" } else { "wrong PIN" };
+            if let Some(expected) = &config.pin {
+                let msg = match shared.pins.check(peer.ip(), expected, pin.as_ref(), Instant::now()) {
+                    PinVerdict::Accepted => None,
+                    PinVerdict::Wrong if pin.is_none() => Some("this server needs a PIN".to_string()),
+                    PinVerdict::Wrong => Some("wrong PIN".to_string()),
+                    PinVerdict::TooMany { retry_in } => Some(format!(
+                        "too many wrong PINs just now; try again in {} s",
+                        retry_in.as_secs_f64().ceil().max(1.0)
+                    )),
+                };
+                if let Some(msg) = msg {
                     reject(&mut stream, &mut out, ErrorReply::new(ErrorCode::Unauthorized, msg));
                     return None;
                 }
-                shared.pin_failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer.ip());
             }
             let hello = HelloReply { version: VERSION, server: SERVER_NAME.into(), name: root.name() };
             encode_ok(&mut out, &hello);
@@ -169,6 +200,10 @@ fn serve(
             return None;
         }
     }
+    let _ = stream.set_read_timeout(Some(idle));
+    let _ = stream.set_write_timeout(Some(idle));
+    let Ok(read_half) = stream.try_clone() else { return Some("cannot clone the socket".into()) };
+    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     *greeted = true;
     shared.sink.send(ServerEvent::ClientConnected { client, peer });
 

@@ -20,12 +20,13 @@
 mod confine;
 mod conn;
 mod digest_cache;
+mod pin_limit;
 mod reply;
 mod send;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,7 @@ use crossbeam_channel::Receiver;
 pub use confine::{ResolveError, Root};
 
 use crate::protocol::Md5Digest;
+use crate::protocol::message::Secret;
 use crate::sink::{Notify, Sink};
 
 /// The default address: every interface, IPv6 and IPv4 alike (one dual-stack socket; IPv4
@@ -44,6 +46,11 @@ use crate::sink::{Notify, Sink};
 pub const DEFAULT_BIND: &str = "[::]:7878";
 /// The default cap on simultaneous clients.
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
+/// The default cap on simultaneous connections from one address, so one machine cannot take
+/// every slot.
+pub const DEFAULT_MAX_PER_ADDRESS: usize = 8;
+/// The default time a new connection has to complete `hello`.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default idle timeout: a connection silent (or stalled) this long is closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// How long the accept loop waits for a client before it looks at the stop flag again.
@@ -58,10 +65,15 @@ pub struct ServerConfig {
     pub bind: String,
     /// Past this many connections, a new client is answered `busy`.
     pub max_clients: usize,
+    /// Past this many connections from one address, another from it is answered `busy` at once.
+    pub max_per_address: usize,
+    /// A connection must complete `hello` within this long (however slowly its bytes trickle
+    /// in), or it is closed.
+    pub hello_timeout: Duration,
     /// A connection that sends nothing (or reads nothing) for this long is closed.
     pub idle_timeout: Duration,
     /// When set, clients must send this PIN in `hello`.
-    pub pin: Option<String>,
+    pub pin: Option<Secret>,
 }
 
 impl ServerConfig {
@@ -70,6 +82,8 @@ impl ServerConfig {
             root: root.into(),
             bind: bind.into(),
             max_clients: DEFAULT_MAX_CLIENTS,
+            max_per_address: DEFAULT_MAX_PER_ADDRESS,
+            hello_timeout: DEFAULT_HELLO_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pin: None,
         }
@@ -153,18 +167,75 @@ pub enum ServerEvent {
 pub(crate) struct Shared {
     config: ServerConfig,
     stopping: AtomicBool,
-    conns: Mutex<HashMap<ClientId, TcpStream>>,
+    slots: Mutex<Slots>,
     next_client: AtomicU64,
     next_transfer: AtomicU64,
     rejecting: AtomicUsize,
     digests: digest_cache::DigestCache,
-    pin_failures: Mutex<HashMap<std::net::IpAddr, u32>>,
+    pins: pin_limit::PinLimits,
     sink: Sink<ServerEvent>,
 }
 
 impl Shared {
     fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The connections being served, and how many come from each address.
+#[derive(Default)]
+struct Slots {
+    conns: HashMap<ClientId, TcpStream>,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection was not given a slot.
+enum NoSlot {
+    Full,
+    AddressFull,
+}
+
+/// One connection's place in [`Slots`]; dropping it (when the connection's thread ends, even
+/// by a panic, or if the thread cannot start) gives the place back.
+pub(crate) struct Slot {
+    shared: Arc<Shared>,
+    client: ClientId,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(shared: &Arc<Shared>, client: ClientId, ip: IpAddr, stream: &TcpStream) -> Result<Slot, NoSlot> {
+        let config = &shared.config;
+        let mut slots = shared.slots();
+        let from_ip = slots.per_address.get(&ip).copied().unwrap_or(0);
+        if from_ip >= config.max_per_address.max(1) {
+            return Err(NoSlot::AddressFull);
+        }
+        if slots.conns.len() >= config.max_clients {
+            return Err(NoSlot::Full);
+        }
+        // A second handle, so stop() can shut the connection down from another thread.
+        let Ok(registered) = stream.try_clone() else { return Err(NoSlot::Full) };
+        slots.conns.insert(client, registered);
+        *slots.per_address.entry(ip).or_insert(0) += 1;
+        Ok(Slot { shared: shared.clone(), client, ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut slots = self.shared.slots();
+        slots.conns.remove(&self.client);
+        if let Some(n) = slots.per_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                slots.per_address.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -185,12 +256,12 @@ impl Server {
         let shared = Arc::new(Shared {
             config,
             stopping: AtomicBool::new(false),
-            conns: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots::default()),
             next_client: AtomicU64::new(1),
             next_transfer: AtomicU64::new(1),
             rejecting: AtomicUsize::new(0),
             digests: Default::default(),
-            pin_failures: Mutex::new(HashMap::new()),
+            pins: Default::default(),
             sink,
         });
         let local_addr = Arc::new(Mutex::new(None));
@@ -216,7 +287,7 @@ impl Server {
         if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        for stream in self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        for stream in self.shared.slots().conns.values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
         // The accept thread polls with a timeout and sees the flag on its own: stopping never
@@ -334,28 +405,33 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
         let Ok(peer) = stream.peer_addr().map(|p| SocketAddr::new(p.ip().to_canonical(), p.port())) else {
             continue;
         };
-        let active = shared.conns.lock().unwrap_or_else(|p| p.into_inner()).len();
-        if active >= shared.config.max_clients {
-            conn::reject_busy(&shared, stream, peer);
-            continue;
-        }
         let client = shared.next_client.fetch_add(1, Ordering::Relaxed);
-        let Ok(registered) = stream.try_clone() else { continue };
-        shared.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(client, registered);
+        let slot = match Slot::take(&shared, client, peer.ip(), &stream) {
+            Ok(slot) => slot,
+            Err(NoSlot::AddressFull) => {
+                let max = shared.config.max_per_address;
+                let msg = format!("too many connections from your address ({max}); try again later");
+                conn::turn_away(&shared, stream, peer, msg);
+                continue;
+            }
+            Err(NoSlot::Full) => {
+                let max = shared.config.max_clients;
+                let msg = format!("the server is busy ({max} clients connected); try again later");
+                conn::turn_away(&shared, stream, peer, msg);
+                continue;
+            }
+        };
         if shared.is_stopping() {
             // stop() may have shut down the others before this one was registered.
             let _ = stream.shutdown(Shutdown::Both);
         }
-        let shared2 = shared.clone();
         let root2 = root.clone();
+        // The slot moves into the thread; if the thread cannot start, dropping it frees it.
         let spawned = thread::Builder::new()
             .name(format!("ferry-conn-{client}"))
-            .spawn(move || conn::serve_connection(&shared2, &root2, stream, client, peer));
-        match spawned {
-            Ok(w) => workers.push(w),
-            Err(_) => {
-                shared.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&client);
-            }
+            .spawn(move || conn::serve_connection(slot, &root2, stream, peer));
+        if let Ok(w) = spawned {
+            workers.push(w);
         }
     }
     drop(listener);

@@ -65,7 +65,7 @@ impl Sessions {
         }
         let pin = pin.trim();
         let opts = ConnectOptions {
-            pin: (!pin.is_empty()).then(|| pin.to_string()),
+            pin: (!pin.is_empty()).then(|| pin.into()),
             connect_timeout: BROWSE_TIMEOUT,
             io_timeout: BROWSE_TIMEOUT,
             ..ConnectOptions::default()
