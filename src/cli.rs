@@ -18,7 +18,7 @@ use crate::protocol::message::EntryKind;
 use crate::protocol::names::Os;
 use crate::protocol::path::{Escaped, default_local_name};
 use crate::protocol::{hex, message};
-use crate::server::{DEFAULT_BIND, DEFAULT_MAX_CLIENTS, Server, ServerConfig, ServerEvent};
+use crate::server::{DEFAULT_BIND, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_ADDRESS, Server, ServerConfig, ServerEvent};
 
 /// Exit code for a verified download or any other success.
 pub const EXIT_OK: i32 = 0;
@@ -57,6 +57,9 @@ pub enum Command {
         /// Most clients at once; more are told the server is busy.
         #[arg(long, default_value_t = DEFAULT_MAX_CLIENTS, value_name = "N")]
         max_clients: usize,
+        /// Most connections at once from one address; more from it are told the server is busy.
+        #[arg(long, default_value_t = DEFAULT_MAX_PER_ADDRESS, value_name = "N")]
+        max_per_address: usize,
         /// Close connections idle (or stalled) this many seconds.
         #[arg(long, default_value_t = 300, value_name = "SECS")]
         idle_timeout: u64,
@@ -117,10 +120,11 @@ pub enum Command {
 /// window and returns when it closes.
 pub fn run(command: Command) -> i32 {
     match command {
-        Command::Serve { dir, bind, max_clients, idle_timeout, pin } => {
+        Command::Serve { dir, bind, max_clients, max_per_address, idle_timeout, pin } => {
             let pin = pin.map(|p| if p.is_empty() { crate::server::random_pin() } else { p });
             let mut config = ServerConfig::new(dir, bind);
             config.max_clients = max_clients.max(1);
+            config.max_per_address = max_per_address.max(1);
             config.idle_timeout = Duration::from_secs(idle_timeout.max(1));
             config.pin = pin.map(Into::into);
             serve(config)

@@ -33,9 +33,10 @@ fn the_default_host_is_reached_over_ipv4_and_ipv6() {
         assert_eq!(listing.entries.len(), 1, "{client}");
         // The host names an IPv4 client as IPv4, not as ::ffff:127.0.0.1.
         let peer = loop {
-            match events.recv_timeout(Duration::from_secs(10)).expect("a connect event") {
-                ServerEvent::ClientConnected { peer, .. } => break peer,
-                _ => {}
+            if let ServerEvent::ClientConnected { peer, .. } =
+                events.recv_timeout(Duration::from_secs(10)).expect("a connect event")
+            {
+                break peer;
             }
         };
         assert_eq!(peer.is_ipv4(), client.starts_with("127."), "{client} was seen as {peer}");
