@@ -11,11 +11,16 @@
 # verdict. Saved:
 #   server-mid.png  client-mid.png        during the transfer
 #   server-done.png client-verified.png   after the verdict
-#   client-mismatch.png                   a damaged transfer (in the light theme)
+#   client-mismatch-light-min.png         a damaged transfer, light theme, the minimum size (720x520)
+#   client-min.png                        the Client tab at 720x520 with a verdict (dark),
+#                                         the hosted folder with its CJK names
+#   server-light-min.png                  a second host in the light theme at 720x520
+# The hosted folder has names in Japanese and Chinese: they render where the system has a font
+# for them (the script installs fonts-wqy-microhei if no CJK font is found).
 #
 # Nobody clicks: the window is driven by ferry's hidden demo mode, FERRY_DEMO, a `;`-separated
 # list of key=value (host=DIR, bind=HOST:PORT, pin=PIN, connect=ADDR, open=FOLDER, get=PATH, dest=DIR,
-# tab=server|client; see src/gui/demo.rs). In demo mode nothing is saved and no native dialog
+# tab=server|client, theme=light|dark, size=WxH; see src/gui/demo.rs). In demo mode nothing is saved and no native dialog
 # opens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +34,7 @@ need=()
 command -v Xvfb >/dev/null || need+=(xvfb)
 command -v import >/dev/null || need+=(imagemagick)
 command -v python3 >/dev/null || need+=(python3)
+fc-list 2>/dev/null | grep -qiE 'cjk|wqy|droid' || need+=(fonts-wqy-microhei)
 if ((${#need[@]})); then
     echo "installing ${need[*]}" >&2
     apt-get update -qq && apt-get install -y --no-install-recommends "${need[@]}"
@@ -39,7 +45,8 @@ if [[ $profile == release ]]; then
 else
     cargo build --quiet
 fi
-ferry="$root/target/$profile/ferry"
+ferry="${CARGO_TARGET_DIR:-$root/target}/$profile/ferry"
+export FERRY_NO_DISCOVERY=1 # no mDNS on the machine's real network
 
 work=$(mktemp -d)
 pids=()
@@ -57,8 +64,11 @@ head -c $((64 * 1024 * 1024)) /dev/urandom >"$share/videos/holiday.mp4"
 head -c 3000000 /dev/urandom >"$share/videos/trailer.webm"
 for i in $(seq 1 40); do head -c $((i * 7919)) /dev/urandom >"$share/photos/2024/IMG_$((4000 + i)).jpg"; done
 echo "Flight AB123, gate 12" >"$share/documents/itinerary.txt"
+echo "旅行" >"$share/旅行の写真.txt"
+echo "报告" >"$share/年度报告 2024.txt"
+for i in 1 2 10; do echo "$i" >"$share/documents/chapter $i.txt"; done
 head -c 250000 /dev/urandom >"$share/documents/report.pdf"
-mkdir -p "$work/downloads" "$work/downloads-2"
+mkdir -p "$work/downloads" "$work/downloads-2" "$work/downloads-3"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
@@ -117,9 +127,9 @@ free_display() {
 }
 # start_app NAME FERRY_DEMO: a virtual display with one ferry window; prints the display.
 start_app() {
-    local name=$1 demo=$2 n
+    local name=$1 demo=$2 screen=${3:-$size} n
     n=$(free_display)
-    Xvfb ":$n" -screen 0 "${size}x24" -nolisten tcp >/dev/null 2>&1 &
+    Xvfb ":$n" -screen 0 "${screen}x24" -nolisten tcp >/dev/null 2>&1 &
     pids+=($!)
     for _ in $(seq 50); do [[ -e /tmp/.X11-unix/X$n ]] && break; sleep 0.1; done
     mkdir -p "$work/home-$name"
@@ -145,7 +155,7 @@ sleep 1
 
 start_app client "pin=482913;connect=127.0.0.1:$slow;open=videos;get=videos/holiday.mp4;dest=$work/downloads;tab=client"
 client_display=$display
-wait_for 60 part_over "$work/downloads/holiday.mp4.part" $((24 * 1024 * 1024))
+wait_for 60 part_over "$work/downloads/holiday.mp4.ferry-part" $((24 * 1024 * 1024))
 shot "$client_display" client-mid.png
 shot "$host_display" server-mid.png
 
@@ -153,13 +163,25 @@ wait_for 120 test -f "$work/downloads/holiday.mp4"
 sleep 1.5
 shot "$client_display" client-verified.png
 
-start_app mismatch "pin=482913;connect=127.0.0.1:$bad;open=videos;get=videos/holiday.mp4;dest=$work/downloads-2;tab=client;theme=light"
+start_app small "pin=482913;connect=127.0.0.1:$port;get=documents/report.pdf;dest=$work/downloads-3;tab=client;size=720x520" 720x520
+small_display=$display
+wait_for 60 test -f "$work/downloads-3/report.pdf"
+sleep 2
+shot "$small_display" client-min.png
+
+start_app mismatch "pin=482913;connect=127.0.0.1:$bad;open=videos;get=videos/holiday.mp4;dest=$work/downloads-2;tab=client;theme=light;size=720x520" 720x520
 mismatch_display=$display
-sleep 8 # unpaced: 64 MiB arrive, fail the check and are thrown away within a few seconds
-shot "$mismatch_display" client-mismatch.png
+sleep 10 # unpaced: 64 MiB arrive, fail the check and are thrown away within a few seconds
+shot "$mismatch_display" client-mismatch-light-min.png
 shot "$host_display" server-done.png
 if [[ -e "$work/downloads-2/holiday.mp4" ]]; then
     echo "unexpected: the damaged download was saved" >&2
     exit 1
 fi
+
+port2=$(free_port)
+start_app host2 "host=$share;bind=127.0.0.1:$port2;tab=server;theme=light;size=720x520" 720x520
+wait_for 30 python3 -c "import socket; socket.create_connection(('127.0.0.1', $port2), 1)"
+sleep 2
+shot "$display" server-light-min.png
 echo "screenshots in $out"

@@ -3,7 +3,8 @@
 //! `host=DIR` and `bind=HOST:PORT` start hosting; `pin=PIN` hosts with that PIN and gives it when
 //! connecting; `connect=ADDR` connects; `open=FOLDER` enters a folder; `get=PATH` downloads that
 //! file into `dest=DIR` (default: the download folder); `tab=server|client` picks the tab;
-//! `theme=light|dark` the theme. Native dialogs are off and nothing is saved.
+//! `theme=light|dark` the theme; `size=WxH` the window's size. Native dialogs are off and
+//! nothing is saved.
 
 use std::path::PathBuf;
 
@@ -55,6 +56,13 @@ impl FerryApp {
                 "theme" => {
                     let theme = if value == "light" { egui::Theme::Light } else { egui::Theme::Dark };
                     self.ctx.set_theme(theme);
+                }
+                "size" => {
+                    if let Some((w, h)) = value.split_once('x')
+                        && let (Ok(w), Ok(h)) = (w.parse::<f32>(), h.parse::<f32>())
+                    {
+                        self.ctx.send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(w, h)));
+                    }
                 }
                 _ => {}
             }
