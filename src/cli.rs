@@ -236,6 +236,10 @@ fn serve(config: ServerConfig) -> i32 {
                     log(format_args!("client {client} get \"{}\" failed: {}", Escaped(&path), Escaped(&error)));
                 }
             }
+            ServerEvent::TransferConfirmed { client, path, ok, .. } => {
+                let what = if ok { "verified and saved" } else { "did NOT match (not saved)" };
+                log(format_args!("client {client} says \"{}\" {what}", Escaped(&path)))
+            }
             ServerEvent::RequestRefused { client, request, error, .. } => {
                 log(format_args!("client {client} {} refused: {}", Escaped(&request), Escaped(&error)))
             }

@@ -197,6 +197,8 @@ pub struct Connection {
     buf: Vec<u8>,
     /// The rules saved file names follow.
     names: Os,
+    /// Answers to `verdict`s sent and not read yet: read (and dropped) before the next reply.
+    unread_acks: usize,
 }
 
 impl Connection {
@@ -257,6 +259,7 @@ impl Connection {
             out: Vec::new(),
             poisoned: false,
             buf: Vec::new(),
+            unread_acks: 0,
             names: opts.names,
         };
         let hello = Request::Hello { version: VERSION, client: CLIENT_NAME.into(), pin: opts.pin.clone() };
@@ -303,9 +306,29 @@ impl Connection {
         self.out.clear();
         frame::write_control(&mut self.out, req).expect("writing to a Vec cannot fail");
         self.stream.write_all(&self.out).map_err(|e| ClientError::from_io(e, self.timeout))?;
+        // Replies come in order: first those to the verdicts sent since the last request
+        // (`{"ok":true}`, or `unsupported` from an older server; either is fine).
+        while self.unread_acks > 0 {
+            frame::read_frame(&mut self.reader, MAX_RESPONSE_LEN)
+                .map_err(|e| ClientError::from_frame(e, self.timeout))?;
+            self.unread_acks -= 1;
+        }
         let payload = frame::read_frame(&mut self.reader, MAX_RESPONSE_LEN)
             .map_err(|e| ClientError::from_frame(e, self.timeout))?;
         parse_reply(&payload).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Tells the host how a transfer ended here (the protocol's `verdict`), without waiting for
+    /// its answer: the host can then show the transfer as confirmed. Best effort: a host that
+    /// is gone or does not know the op changes nothing here.
+    fn send_verdict(&mut self, path: &str, md5: &Md5Digest, ok: bool) {
+        use std::io::Write;
+        self.out.clear();
+        let verdict = Request::Verdict { path: path.to_string(), md5: hex(md5), ok };
+        frame::write_control(&mut self.out, &verdict).expect("writing to a Vec cannot fail");
+        if self.stream.write_all(&self.out).is_ok() {
+            self.unread_acks += 1;
+        }
     }
 
     /// Lists a folder of the host (`""` is the hosted folder).
@@ -320,7 +343,12 @@ impl Connection {
         cancel: &CancelToken,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Outcome, ClientError> {
-        download::download(self, req, cancel, progress)
+        let outcome = download::download(self, req, cancel, progress)?;
+        match &outcome {
+            Outcome::Verified { md5, .. } => self.send_verdict(&req.path, md5, true),
+            Outcome::Mismatch { actual, .. } => self.send_verdict(&req.path, actual, false),
+        }
+        Ok(outcome)
     }
 }
 

@@ -261,6 +261,7 @@ impl ServerTab {
                 let why = failure_text(&error, self.hosting == Hosting::Stopping);
                 self.finish(transfer, Err(why));
             }
+            ServerEvent::TransferConfirmed { .. } => {}
             ServerEvent::RequestRefused { peer, request, error, .. } => {
                 self.note(format!("{peer}: {} refused: {}", Escaped(&request), Escaped(&error)));
             }

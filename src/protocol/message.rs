@@ -69,10 +69,17 @@ pub enum Request {
     },
     /// Upload a file (ferry answers `read_only`).
     Put { path: String, size: u64 },
+    /// After a data section: what the client computed, and whether it kept the file
+    /// (`ok`: verified and saved). The server answers `{"ok":true}`.
+    Verdict { path: String, md5: String, ok: bool },
 }
 
 /// The ops this version understands; anything else is answered with `unsupported`.
-pub const KNOWN_OPS: [&str; 4] = ["hello", "list", "get", "put"];
+pub const KNOWN_OPS: [&str; 5] = ["hello", "list", "get", "put", "verdict"];
+
+/// An answer with nothing in it but `"ok": true` (to `verdict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Ack {}
 
 /// Error codes of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -280,6 +287,18 @@ mod tests {
         // Unknown fields are ignored: that is how the protocol grows compatibly.
         let r = parse_request(br#"{"op":"list","path":"","future":true}"#).unwrap();
         assert_eq!(r, Request::List { path: "".into() });
+    }
+
+    #[test]
+    fn the_clients_verdict_is_the_contracts_message() {
+        let r =
+            parse_request(br#"{"op":"verdict","path":"a/b.bin","md5":"d41d8cd98f00b204e9800998ecf8427e","ok":true}"#);
+        let expected =
+            Request::Verdict { path: "a/b.bin".into(), md5: "d41d8cd98f00b204e9800998ecf8427e".into(), ok: true };
+        assert_eq!(r.unwrap(), expected);
+        let encoded = serde_json::to_string(&expected).unwrap();
+        assert_eq!(encoded, r#"{"op":"verdict","path":"a/b.bin","md5":"d41d8cd98f00b204e9800998ecf8427e","ok":true}"#);
+        assert_eq!(serde_json::to_string(&Okay::new(&Ack {})).unwrap(), r#"{"ok":true}"#);
     }
 
     #[test]

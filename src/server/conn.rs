@@ -14,7 +14,7 @@ use super::send::{self, GetEnd};
 use super::{ClientId, Root, ServerEvent, Shared, Slot};
 use crate::protocol::VERSION;
 use crate::protocol::frame::{self, FrameError, MAX_REQUEST_LEN};
-use crate::protocol::message::{ErrorCode, ErrorReply, HelloReply, ListReply, Request, parse_request};
+use crate::protocol::message::{Ack, ErrorCode, ErrorReply, HelloReply, ListReply, Request, parse_request};
 use crate::protocol::path::Escaped;
 
 /// The name this server gives in `hello`.
@@ -250,6 +250,11 @@ fn serve(
                 }
                 Err(e) => refuse(&mut stream, &mut out, format!("list {}", Escaped(&path)), e.to_reply()),
             },
+            Ok(Request::Verdict { path, md5, ok }) => {
+                shared.sink.send(ServerEvent::TransferConfirmed { client, path, md5, ok });
+                encode_ok(&mut out, &Ack {});
+                send_all(&mut stream, &out)
+            }
             Ok(Request::Get { path, offset }) => {
                 let req = send::GetRequest { client, peer, path: &path, offset };
                 match send::handle_get(shared, root, &mut stream, &mut out, &mut buf, req) {

@@ -152,6 +152,15 @@ pub enum ServerEvent {
         transfer: TransferId,
         error: String,
     },
+    /// The client said how a transfer of `path` ended on its side (the protocol's `verdict`):
+    /// `ok` means its MD5 matched and the file was saved. Until this arrives, a finished
+    /// transfer was sent but not confirmed.
+    TransferConfirmed {
+        client: ClientId,
+        path: String,
+        md5: String,
+        ok: bool,
+    },
     /// A request was refused (bad path, not found…); the connection stays open.
     RequestRefused {
         client: ClientId,
