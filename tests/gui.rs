@@ -767,3 +767,43 @@ fn cancel_is_not_replaced_by_remove_and_a_removed_card_offers_to_delete_its_part
     }
     assert!(std::fs::read_dir(downloads.path()).unwrap().next().is_none(), "nothing else is left");
 }
+
+/// One protocol frame: an 8-byte big-endian length, then the JSON.
+fn frame(json: &str) -> Vec<u8> {
+    let mut out = (json.len() as u64).to_be_bytes().to_vec();
+    out.extend_from_slice(json.as_bytes());
+    out
+}
+
+#[test]
+fn the_host_shows_a_transfer_as_delivered_only_once_the_client_confirms_it() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("once.txt"), b"sent once, confirmed once").unwrap();
+    let mut h = app(downloads.path());
+    let addr = host_from_server_tab(&mut h, share.path());
+
+    // A client that takes the file and never says what became of it (as one that could not
+    // save it would): all the bytes go out, and the host must not call it delivered.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    let hello = format!(r#"{{"op":"hello","version":{},"client":"silent"}}"#, ferry::protocol::VERSION);
+    silent.write_all(&frame(&hello)).unwrap();
+    silent.write_all(&frame(r#"{"op":"get","path":"once.txt"}"#)).unwrap();
+    step_until(&mut h, "the finished transfer", WAIT, |h| has(h, "sent, not confirmed"));
+    assert!(!has(&h, "confirmed by") && h.query_by_label("confirmed").is_none());
+
+    // The window's own client confirms its download.
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("once.txt").is_some());
+    click(&mut h, "once.txt");
+    click(&mut h, "Download");
+    step_until(&mut h, "the verdict", WAIT, |h| has(h, "MD5 verified"));
+    click(&mut h, "Server");
+    step_until(&mut h, "the confirmation", WAIT, |h| h.query_by_label("confirmed").is_some());
+    assert_eq!(
+        h.query_all_by_label("sent, not confirmed").count(),
+        1,
+        "the silent client's transfer stays unconfirmed"
+    );
+    drop(silent);
+}

@@ -43,7 +43,11 @@ struct ActiveTransfer {
 
 struct FinishedTransfer {
     when: String,
+    client: ClientId,
     peer: SocketAddr,
+    /// What the client said after the data (the protocol's `verdict`): `None` until it does,
+    /// then whether it verified and saved the file.
+    confirmed: Option<bool>,
     path: String,
     size: u64,
     /// The digest sent to the client, or why the transfer failed.
@@ -261,7 +265,17 @@ impl ServerTab {
                 let why = failure_text(&error, self.hosting == Hosting::Stopping);
                 self.finish(transfer, Err(why));
             }
-            ServerEvent::TransferConfirmed { .. } => {}
+            ServerEvent::TransferConfirmed { client, path, ok, .. } => {
+                // The verdict follows its transfer on the same connection: the newest one of
+                // that file to that client not confirmed yet.
+                if let Some(t) = self
+                    .finished
+                    .iter_mut()
+                    .find(|t| t.client == client && t.path == path && t.confirmed.is_none() && t.result.is_ok())
+                {
+                    t.confirmed = Some(ok);
+                }
+            }
             ServerEvent::RequestRefused { peer, request, error, .. } => {
                 self.note(format!("{peer}: {} refused: {}", Escaped(&request), Escaped(&error)));
             }
@@ -284,7 +298,9 @@ impl ServerTab {
         let peer = self.clients.get(&t.client).copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         self.finished.push_front(FinishedTransfer {
             when: format::clock_now(),
+            client: t.client,
             peer,
+            confirmed: None,
             path: t.path,
             size: t.size,
             result,
@@ -585,8 +601,8 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
         ui.weak("Nothing sent yet.");
     } else {
         egui::ScrollArea::both().id_salt("finished").max_height(ui.available_height() - 60.0).show(ui, |ui| {
-            egui::Grid::new("finished_grid").num_columns(6).striped(true).spacing([16.0, 6.0]).show(ui, |ui| {
-                for heading in ["Time", "File", "To", "Size", "MD5", "Fingerprint"] {
+            egui::Grid::new("finished_grid").num_columns(7).striped(true).spacing([16.0, 6.0]).show(ui, |ui| {
+                for heading in ["Time", "File", "To", "Size", "Delivered", "MD5", "Fingerprint"] {
                     ui.weak(heading);
                 }
                 ui.end_row();
@@ -597,6 +613,24 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                     ui.add(egui::Label::new(format::size(t.size)).extend());
                     match &t.result {
                         Ok((md5, elapsed)) => {
+                            let (status, color, hover) = match t.confirmed {
+                                None => (
+                                    "sent, not confirmed",
+                                    ui.visuals().weak_text_color(),
+                                    "All the bytes went out; the client has not said it verified and saved the file",
+                                ),
+                                Some(true) => (
+                                    "confirmed",
+                                    verdict::good_text(ui),
+                                    "The client computed the same MD5 and saved the file",
+                                ),
+                                Some(false) => (
+                                    "client's MD5 differs",
+                                    verdict::bad_text(ui),
+                                    "The client computed another MD5 and did not keep the file",
+                                ),
+                            };
+                            ui.add(egui::Label::new(RichText::new(status).color(color)).extend()).on_hover_text(hover);
                             let text = RichText::new(format::grouped_hex(&hex(md5))).monospace();
                             ui.add(egui::Label::new(text).extend())
                                 .on_hover_text(format!("sent in {}", format::duration(*elapsed)));
@@ -610,6 +644,7 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                             let text =
                                 RichText::new(format!("not sent: {}", Escaped(error))).color(verdict::bad_text(ui));
                             ui.add(egui::Label::new(text).extend());
+                            ui.label("");
                             ui.label("");
                         }
                     }
