@@ -205,7 +205,9 @@ fn serve(config: ServerConfig) -> i32 {
                 eprintln!("ferry: {error}");
                 failed = true;
             }
-            ServerEvent::ClientConnected { client, peer } => log(format_args!("client {client} connected from {peer}")),
+            ServerEvent::ClientConnected { client, peer, .. } => {
+                log(format_args!("client {client} connected from {peer}"))
+            }
             ServerEvent::ClientRejected { peer, reason } => {
                 log(format_args!("turned away {peer}: {}", Escaped(&reason)))
             }

@@ -262,7 +262,12 @@ impl Connection {
             unread_acks: 0,
             names: opts.names,
         };
-        let hello = Request::Hello { version: VERSION, client: CLIENT_NAME.into(), pin: opts.pin.clone() };
+        let hello = Request::Hello {
+            version: VERSION,
+            client: CLIENT_NAME.into(),
+            pin: opts.pin.clone(),
+            instance: Some(instance_id().to_string()),
+        };
         conn.hello = match conn.request::<HelloReply>(&hello)? {
             Ok(h) => h,
             Err(e) => return Err(ClientError::Refused(e)),
@@ -350,6 +355,18 @@ impl Connection {
         }
         Ok(outcome)
     }
+}
+
+/// This running client's instance id (32 hex digits, random, fixed for the process), sent in
+/// every `hello` so that a host can tell one client's several connections from several
+/// clients.
+pub fn instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).expect("the operating system's random source");
+        hex(&bytes)
+    })
 }
 
 /// `md5sum`-style line: digest, two spaces, name.

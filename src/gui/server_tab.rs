@@ -229,7 +229,7 @@ impl ServerTab {
                 }
             }
             ServerEvent::StartFailed { error } => self.error = Some(start_failed_text(&error)),
-            ServerEvent::ClientConnected { client, peer } => {
+            ServerEvent::ClientConnected { client, peer, .. } => {
                 self.clients.insert(client, peer);
                 self.note(format!("{peer} connected"));
             }

@@ -57,6 +57,10 @@ pub enum Request {
         client: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pin: Option<Secret>,
+        /// ferry extension: the same for every connection of one running client, so a host can
+        /// show one person with several connections (browsing plus one per download) as one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
     },
     /// List a folder (`""` is the hosted folder itself).
     List { path: String },
@@ -270,7 +274,7 @@ mod tests {
 
     #[test]
     fn requests_serialise_exactly_as_the_contract_shows() {
-        let hello = Request::Hello { version: 1, client: "ferry/0.1".into(), pin: None };
+        let hello = Request::Hello { version: 1, client: "ferry/0.1".into(), pin: None, instance: None };
         assert_eq!(serde_json::to_string(&hello).unwrap(), r#"{"op":"hello","version":1,"client":"ferry/0.1"}"#);
         let get = Request::Get { path: "sub/a.bin".into(), offset: 0 };
         assert_eq!(serde_json::to_string(&get).unwrap(), r#"{"op":"get","path":"sub/a.bin","offset":0}"#);
@@ -283,7 +287,12 @@ mod tests {
         let r = parse_request(br#"{"op":"put","path":"b.bin","size":123}"#).unwrap();
         assert_eq!(r, Request::Put { path: "b.bin".into(), size: 123 });
         let r = parse_request(br#"{"op":"hello","version":1,"client":"x","pin":"1234"}"#).unwrap();
-        assert_eq!(r, Request::Hello { version: 1, client: "x".into(), pin: Some(Secret("1234".into())) });
+        assert_eq!(
+            r,
+            Request::Hello { version: 1, client: "x".into(), pin: Some(Secret("1234".into())), instance: None }
+        );
+        let r = parse_request(br#"{"op":"hello","version":1,"client":"x","instance":"5f3a"}"#).unwrap();
+        assert_eq!(r, Request::Hello { version: 1, client: "x".into(), pin: None, instance: Some("5f3a".into()) });
         // Unknown fields are ignored: that is how the protocol grows compatibly.
         let r = parse_request(br#"{"op":"list","path":"","future":true}"#).unwrap();
         assert_eq!(r, Request::List { path: "".into() });
@@ -366,7 +375,7 @@ mod tests {
 
     #[test]
     fn pin_never_appears_in_debug_output() {
-        let r = Request::Hello { version: 1, client: "c".into(), pin: Some(Secret("4821".into())) };
+        let r = Request::Hello { version: 1, client: "c".into(), pin: Some(Secret("4821".into())), instance: None };
         assert!(!format!("{r:?}").contains("4821"));
     }
 }

@@ -142,6 +142,7 @@ fn serve(
     let _ = stream.set_write_timeout(Some(config.hello_timeout.min(idle)));
     let mut out = Vec::with_capacity(4096);
     let mut buf: Vec<u8> = Vec::new();
+    let greeting_instance: Option<String>;
     let reject = |stream: &mut TcpStream, out: &mut Vec<u8>, e: ErrorReply| {
         let _ = reply_error(stream, out, &e);
         shared.sink.send(ServerEvent::ClientRejected { peer, reason: e.message.clone() });
@@ -164,7 +165,8 @@ fn serve(
         Err(_) => return None,
     };
     match parse_request(&payload) {
-        Ok(Request::Hello { version, pin, .. }) => {
+        Ok(Request::Hello { version, pin, instance, .. }) => {
+            greeting_instance = instance.filter(|i| i.len() <= 64).map(|i| Escaped(&i).to_string());
             if version != VERSION {
                 let msg = format!("this server speaks protocol version {VERSION}, not {version}");
                 reject(&mut stream, &mut out, ErrorReply::new(ErrorCode::UnsupportedVersion, msg));
@@ -205,7 +207,7 @@ fn serve(
     let Ok(read_half) = stream.try_clone() else { return Some("cannot clone the socket".into()) };
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     *greeted = true;
-    shared.sink.send(ServerEvent::ClientConnected { client, peer });
+    shared.sink.send(ServerEvent::ClientConnected { client, peer, instance: greeting_instance });
 
     // 2. requests, one at a time
     loop {

@@ -117,6 +117,9 @@ pub enum ServerEvent {
     ClientConnected {
         client: ClientId,
         peer: SocketAddr,
+        /// The client's instance id from `hello`: connections with the same one come from one
+        /// running client (one person).
+        instance: Option<String>,
     },
     /// A connection was turned away at `hello` (busy, wrong version, wrong PIN).
     ClientRejected {
