@@ -807,3 +807,28 @@ fn the_host_shows_a_transfer_as_delivered_only_once_the_client_confirms_it() {
     );
     drop(silent);
 }
+
+#[test]
+fn one_client_with_several_connections_shows_as_one() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("slow.bin"), test_bytes(8 * 1024 * 1024, 51)).unwrap();
+    let mut h = app(downloads.path());
+    let addr = host_from_server_tab(&mut h, share.path());
+    let slow = relay(addr, None, Duration::from_millis(2));
+
+    // Another client, without an instance id (an older or foreign one): a person of its own.
+    let mut other = TcpStream::connect(addr).unwrap();
+    let hello = format!(r#"{{"op":"hello","version":{},"client":"other"}}"#, ferry::protocol::VERSION);
+    other.write_all(&frame(&hello)).unwrap();
+
+    connect_from_client_tab(&mut h, &slow.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("slow.bin").is_some());
+    click(&mut h, "slow.bin");
+    click(&mut h, "Download");
+    step_until(&mut h, "progress", WAIT, |h| has(h, "of 8.00 MiB") && !has(h, "0 B of"));
+    click(&mut h, "Server");
+    step_until(&mut h, "the clients", WAIT, |h| has(h, "Connected: 2 clients"));
+    assert!(has(&h, "(2 connections)"), "browsing and downloading are one client");
+    drop(other);
+}

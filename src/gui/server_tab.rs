@@ -71,7 +71,8 @@ pub(crate) struct ServerTab {
     stopper: Option<std::thread::JoinHandle<()>>,
     /// Stop hosting was asked for while transfers run: waiting for "stop anyway?".
     pub(crate) confirm_stop: bool,
-    clients: BTreeMap<ClientId, SocketAddr>,
+    /// Each connection's address and its client's instance id.
+    clients: BTreeMap<ClientId, (SocketAddr, Option<String>)>,
     active: BTreeMap<TransferId, ActiveTransfer>,
     finished: VecDeque<FinishedTransfer>,
     activity: VecDeque<String>,
@@ -229,8 +230,8 @@ impl ServerTab {
                 }
             }
             ServerEvent::StartFailed { error } => self.error = Some(start_failed_text(&error)),
-            ServerEvent::ClientConnected { client, peer, .. } => {
-                self.clients.insert(client, peer);
+            ServerEvent::ClientConnected { client, peer, instance } => {
+                self.clients.insert(client, (peer, instance));
                 self.note(format!("{peer} connected"));
             }
             ServerEvent::ClientRejected { peer, reason } => {
@@ -295,7 +296,7 @@ impl ServerTab {
 
     fn finish(&mut self, transfer: TransferId, result: Result<(Md5Digest, Duration), String>) {
         let Some(t) = self.active.remove(&transfer) else { return };
-        let peer = self.clients.get(&t.client).copied().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let peer = self.clients.get(&t.client).map(|c| c.0).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         self.finished.push_front(FinishedTransfer {
             when: format::clock_now(),
             client: t.client,
@@ -555,39 +556,62 @@ fn address_row(ui: &mut Ui, addr: SocketAddr) {
     });
 }
 
+/// The clients as people: connections that share an instance id (one running ferry: its
+/// browsing connection and one per download) are one row group.
+fn people(tab: &ServerTab) -> Vec<(SocketAddr, Vec<ClientId>)> {
+    let mut groups: Vec<(Option<&str>, SocketAddr, Vec<ClientId>)> = Vec::new();
+    for (&client, (peer, instance)) in &tab.clients {
+        let key = instance.as_deref();
+        match groups.iter_mut().find(|(k, p, _)| key.is_some() && *k == key && p.ip() == peer.ip()) {
+            Some((_, _, ids)) => ids.push(client),
+            None => groups.push((key, *peer, vec![client])),
+        }
+    }
+    groups.into_iter().map(|(_, peer, ids)| (peer, ids)).collect()
+}
+
 fn clients_ui(ui: &mut Ui, tab: &ServerTab) {
-    ui.label(RichText::new(format!("Connected clients ({})", tab.clients.len())).strong());
-    if tab.clients.is_empty() {
+    let people = people(tab);
+    let title = match people.len() {
+        1 => "Connected: 1 client".to_string(),
+        n => format!("Connected: {n} clients"),
+    };
+    ui.label(RichText::new(title).strong());
+    if people.is_empty() {
         ui.weak("No one is connected.");
         return;
     }
     egui::Grid::new("clients").num_columns(4).striped(true).spacing([16.0, 6.0]).show(ui, |ui| {
-        ui.weak("Peer");
+        ui.weak("Client");
         ui.weak("Sending");
         ui.weak("Progress");
         ui.weak("Speed");
         ui.end_row();
-        for (&client, peer) in &tab.clients {
-            let sending: Vec<&ActiveTransfer> = tab.active.values().filter(|t| t.client == client).collect();
-            ui.monospace(peer.to_string());
-            match sending.first() {
-                None => {
-                    ui.weak("browsing");
-                    ui.label("");
-                    ui.label("");
-                }
-                Some(t) => {
-                    ui.label(Escaped(&t.path).to_string());
-                    let frac = if t.size == 0 { 1.0 } else { t.done as f32 / t.size as f32 };
-                    ui.add(egui::ProgressBar::new(frac).desired_width(220.0).text(format!(
-                        "{} of {}",
-                        format::size(t.done),
-                        format::size(t.size)
-                    )));
-                    ui.label(format::speed(t.bytes_per_sec));
-                }
+        for (peer, ids) in &people {
+            let sending: Vec<&ActiveTransfer> = tab.active.values().filter(|t| ids.contains(&t.client)).collect();
+            let connections = if ids.len() == 1 { String::new() } else { format!(" ({} connections)", ids.len()) };
+            ui.label(RichText::new(format!("{}{connections}", peer.ip())).monospace())
+                .on_hover_text("One running ferry: its browsing connection and one per download");
+            if sending.is_empty() {
+                ui.weak("browsing");
+                ui.label("");
+                ui.label("");
+                ui.end_row();
             }
-            ui.end_row();
+            for (i, t) in sending.iter().enumerate() {
+                if i > 0 {
+                    ui.label("");
+                }
+                ui.label(Escaped(&t.path).to_string());
+                let frac = if t.size == 0 { 1.0 } else { t.done as f32 / t.size as f32 };
+                ui.add(egui::ProgressBar::new(frac).desired_width(200.0).text(format!(
+                    "{} of {}",
+                    format::size(t.done),
+                    format::size(t.size)
+                )));
+                ui.label(format::speed(t.bytes_per_sec));
+                ui.end_row();
+            }
         }
     });
 }
