@@ -582,7 +582,7 @@ fn clients_ui(ui: &mut Ui, tab: &ServerTab) {
         return;
     }
     egui::Grid::new("clients").num_columns(4).striped(true).spacing([16.0, 6.0]).show(ui, |ui| {
-        ui.weak("Client");
+        ui.weak("Address");
         ui.weak("Sending");
         ui.weak("Progress");
         ui.weak("Speed");
