@@ -633,7 +633,8 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                 for t in &tab.finished {
                     ui.weak(&t.when);
                     ui.add(egui::Label::new(RichText::new(Escaped(&t.path).to_string()).strong()).extend());
-                    ui.add(egui::Label::new(RichText::new(t.peer.to_string()).monospace()).extend());
+                    ui.add(egui::Label::new(RichText::new(t.peer.ip().to_string()).monospace()).extend())
+                        .on_hover_text(t.peer.to_string());
                     ui.add(egui::Label::new(format::size(t.size)).extend());
                     match &t.result {
                         Ok((md5, elapsed)) => {
@@ -659,7 +660,7 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                             ui.add(egui::Label::new(text).extend())
                                 .on_hover_text(format!("sent in {}", format::duration(*elapsed)));
                             ui.horizontal(|ui| {
-                                fingerprint_ui(ui, md5, 20.0);
+                                fingerprint_ui(ui, md5, 15.0);
                                 let hover = "Copy the MD5 (32 hex digits) to the clipboard";
                                 super::copy_button::copy_button(ui, (&t.when, &t.path), "Copy MD5", hover, &hex(md5));
                             });
