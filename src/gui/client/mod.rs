@@ -236,7 +236,7 @@ fn split_ui(ui: &Ui, tab: &ClientTab) -> f32 {
 
 /// A bar between the browser and the Downloads that can be dragged.
 fn splitter_ui(ui: &mut Ui, tab: &mut ClientTab) {
-    let (rect, response) = ui.allocate_exact_size(egui::vec2(ui.available_width(), 8.0), egui::Sense::drag());
+    let (rect, response) = ui.allocate_exact_size(egui::vec2(ui.available_width(), 8.0), egui::Sense::DRAG);
     let response = response.on_hover_cursor(egui::CursorIcon::ResizeVertical);
     let stroke = if response.hovered() || response.dragged() {
         ui.visuals().widgets.hovered.fg_stroke
