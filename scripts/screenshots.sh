@@ -133,7 +133,8 @@ start_app() {
     pids+=($!)
     for _ in $(seq 50); do [[ -e /tmp/.X11-unix/X$n ]] && break; sleep 0.1; done
     mkdir -p "$work/home-$name"
-    HOME="$work/home-$name" DISPLAY=":$n" FERRY_DEMO="$demo" "$ferry" >"$work/$name.log" 2>&1 &
+    # FERRY_NO_DISCOVERY: screenshots must not announce or browse on the real network.
+    HOME="$work/home-$name" DISPLAY=":$n" FERRY_DEMO="$demo" FERRY_NO_DISCOVERY=1 "$ferry" >"$work/$name.log" 2>&1 &
     pids+=($!)
     display=":$n"
 }

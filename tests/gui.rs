@@ -30,7 +30,7 @@ fn app(download_dir: &Path) -> App {
         // A real frame's length: the default (0.25 s) would space two clicks too far apart to
         // make a double click.
         .with_step_dt(1.0 / 60.0)
-        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false))
+        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false).with_discovery(false))
 }
 
 /// Steps the UI until `done` holds; the workers run on their own threads meanwhile. `run()`

@@ -13,6 +13,7 @@
 //! Settings (hosted folder, bind address and port, recent servers, download folder) persist
 //! between runs through eframe's storage.
 
+mod announcing;
 mod client;
 mod copy_button;
 mod demo;
@@ -180,6 +181,15 @@ impl FerryApp {
     /// Turns native dialogs on or off; off, the typed-path fields are used directly.
     pub fn with_native_dialogs(mut self, native: bool) -> Self {
         self.dialogs.set_native(native);
+        self
+    }
+
+    /// Turns discovery (announcing while hosting, the Nearby list) on or off; it is on unless
+    /// `FERRY_NO_DISCOVERY` is set. Tests outside a network namespace turn it off.
+    pub fn with_discovery(mut self, on: bool) -> Self {
+        let on = on && !crate::discovery::disabled();
+        self.server.announcing.enabled = on;
+        self.client.set_discovery(on);
         self
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use egui::{Align, Layout, RichText, Ui};
 
+use super::announcing::{Announcing, announcing_ui};
 use super::format::{self, RateMeter};
 use super::verdict::{self, fingerprint_ui};
 use super::{Command, State, expand_path};
@@ -78,6 +79,8 @@ pub(crate) struct ServerTab {
     activity: VecDeque<String>,
     lan: Option<Vec<IpAddr>>,
     lan_rx: Option<Receiver<Vec<IpAddr>>>,
+    /// The announcement on the local network while hosting.
+    pub(crate) announcing: Announcing,
 }
 
 impl ServerTab {
@@ -99,6 +102,7 @@ impl ServerTab {
             activity: VecDeque::new(),
             lan: None,
             lan_rx: None,
+            announcing: Announcing::new(),
         }
     }
 
@@ -171,7 +175,9 @@ impl ServerTab {
         let Some(server) = self.server.take() else { return };
         self.hosting = Hosting::Stopping;
         let notify = self.notify.clone();
+        let announcer = self.announcing.take();
         let stopper = std::thread::Builder::new().name("ferry-stop".into()).spawn(move || {
+            drop(announcer); // withdrawn first: browsers drop the host at once
             server.stop_and_join();
             notify();
         });
@@ -180,6 +186,7 @@ impl ServerTab {
 
     /// Stops hosting and waits for the server's threads (when the window closes).
     pub fn shutdown(&mut self) {
+        drop(self.announcing.take());
         if let Some(server) = self.server.take() {
             server.stop_and_join();
         }
@@ -190,6 +197,7 @@ impl ServerTab {
 
     /// Handles queued server events until `deadline`; true if some are left for the next frame.
     pub fn drain(&mut self, deadline: Instant) -> bool {
+        self.announcing.drain();
         if let Some(rx) = &self.lan_rx
             && let Ok(lan) = rx.try_recv()
         {
@@ -216,6 +224,7 @@ impl ServerTab {
     fn handle(&mut self, event: ServerEvent) {
         match event {
             ServerEvent::Listening { addr, root } => {
+                self.announcing.start(addr, &root, self.active_pin.is_some(), self.notify.clone());
                 self.hosting = Hosting::Listening { addr, root };
                 self.lan = None;
                 if addr.ip().is_unspecified() {
@@ -281,6 +290,7 @@ impl ServerTab {
                 self.note(format!("{peer}: {} refused: {}", Escaped(&request), Escaped(&error)));
             }
             ServerEvent::Stopped => {
+                drop(self.announcing.take()); // hosting failed or stopped: nothing to announce
                 self.server = None; // its threads have finished: dropping it joins at once
                 if let Some(stopper) = self.stopper.take() {
                     let _ = stopper.join(); // it has sent this event: it ends at once
@@ -445,6 +455,7 @@ pub(crate) fn server_ui(
     if let Hosting::Listening { addr, root } = &tab.hosting {
         ui.add_space(8.0);
         listening_ui(ui, *addr, root, tab.lan.as_deref(), tab.active_pin.as_ref().map(|p| p.0.as_str()));
+        announcing_ui(ui, &tab.announcing);
     }
 
     ui.add_space(10.0);

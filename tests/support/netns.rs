@@ -8,6 +8,8 @@
 //! Needs root and `ip` (iproute2); nftables' `nft` for the firewall tests. In CI (`CI=true`)
 //! a missing piece fails the test loudly; elsewhere the test is skipped with the reason.
 
+#![allow(dead_code)] // each test file uses a part of it
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

@@ -4,12 +4,12 @@
 //! One file per part: [`session`] (the connection state machine), [`listing`] (the folder
 //! model: order, filter, selection), [`browser`] (the hand-painted file list and the Save-as
 //! row), [`connect`] (the address bar), [`transfers`] and [`transfer_rows`] (the downloads and
-//! their cards). A list of hosts found nearby belongs in a `nearby` module beside these, drawn
-//! by [`client_ui`] under the address bar.
+//! their cards), [`nearby`] (hosts found on the local network, under the address bar).
 
 mod browser;
 mod connect;
 mod listing;
+mod nearby;
 mod session;
 mod transfer_rows;
 mod transfers;
@@ -46,10 +46,12 @@ pub(crate) struct ClientTab {
     browser: browser::ViewState,
     /// Height of the Downloads area, as the person dragged it.
     downloads_height: Option<f32>,
+    nearby: nearby::Nearby,
 }
 
 impl ClientTab {
     pub fn new(notify: Notify) -> Self {
+        let nearby = nearby::Nearby::new(notify.clone());
         let (jobs, events) = Jobs::new(Some(notify));
         ClientTab {
             jobs,
@@ -63,6 +65,7 @@ impl ClientTab {
             transfers: Transfers::default(),
             browser: browser::ViewState::default(),
             downloads_height: None,
+            nearby,
         }
     }
 
@@ -144,21 +147,31 @@ impl ClientTab {
         self.transfers.clear_finished();
     }
 
+    /// Turns the Nearby list's browsing on or off.
+    pub fn set_discovery(&mut self, on: bool) {
+        self.nearby.set_enabled(on);
+    }
+
     /// Closes the connection and cancels every download (when the window closes).
     pub fn shutdown(&mut self) {
+        self.nearby.stop();
         self.sessions.disconnect();
         self.transfers.shutdown();
     }
 
     /// Handles queued events until `deadline`; true if some are left for the next frame.
     pub fn drain(&mut self, state: &mut State, deadline: Instant) -> bool {
+        if state.tab == super::Tab::Client {
+            self.nearby.ensure_started(&state.recent_servers);
+        }
+        let nearby_left = self.nearby.drain(deadline);
         loop {
             if Instant::now() >= deadline {
-                return !self.events.is_empty();
+                return nearby_left || !self.events.is_empty();
             }
             match self.events.try_recv() {
                 Ok(event) => self.handle(state, event),
-                Err(_) => return false,
+                Err(_) => return nearby_left,
             }
         }
     }
@@ -206,6 +219,7 @@ pub(crate) fn client_ui(
     out: &mut Vec<Command>,
 ) {
     connect::connect_ui(ui, state, tab, out);
+    nearby::nearby_ui(ui, state, &tab.nearby, out);
     ui.separator();
     let downloads_height = split_ui(ui, tab);
     let browser_height = (ui.available_height() - downloads_height).max(0.0);
