@@ -564,7 +564,7 @@ fn app_sized(download_dir: &Path, size: [f32; 2]) -> App {
     Harness::builder()
         .with_size(size)
         .with_step_dt(1.0 / 60.0)
-        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false))
+        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false).with_discovery(false))
 }
 
 /// Nothing is cut off on the right: every button, field and row lies within `width` (what is

@@ -28,7 +28,7 @@ fn tab_follows_the_layout_and_every_stop_has_a_name() {
     let mut h = Harness::builder()
         .with_size([1100.0, 900.0])
         .with_step_dt(1.0 / 60.0)
-        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false));
+        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false).with_discovery(false));
     h.run_steps(2);
     let top = ["Server", "Client", "System", "Light", "Dark"];
     let server = tab_stops(&mut h);
