@@ -245,6 +245,9 @@ fn serve(config: ServerConfig) -> i32 {
             ServerEvent::RequestRefused { client, request, error, .. } => {
                 log(format_args!("client {client} {} refused: {}", Escaped(&request), Escaped(&error)))
             }
+            ServerEvent::EventsDropped { count } => {
+                log(format_args!("{count} more refusals, connections and transfers (not logged one by one)"))
+            }
             ServerEvent::Stopped => {
                 if let Some((a, logger)) = announcer.take() {
                     a.stop();

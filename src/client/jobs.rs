@@ -14,7 +14,7 @@ use super::partial::part_path;
 use super::{CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome, Renamed, local_dest};
 use crate::protocol::Md5Digest;
 use crate::protocol::message::{HelloReply, ListReply};
-use crate::sink::{Notify, Sink};
+use crate::sink::{DEFAULT_QUEUE, Delivery, Notify, Policy, Sink};
 
 /// How often an idle browse session checks that the host is still there.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -73,6 +73,34 @@ pub struct Jobs {
     next: AtomicU64,
 }
 
+/// Sends one job's events. The terminal event goes out exactly once: a second is ignored, and
+/// if the job's thread ends without one (it panicked), dropping the emitter sends `Failed`.
+struct Emitter {
+    job: JobId,
+    sink: Sink<ClientEvent>,
+    ended: bool,
+}
+
+impl Emitter {
+    fn emit(&mut self, kind: EventKind) {
+        if kind.is_terminal() {
+            if self.ended {
+                return;
+            }
+            self.ended = true;
+        }
+        self.sink.send(ClientEvent { job: self.job, kind });
+    }
+}
+
+impl Drop for Emitter {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.emit(EventKind::Failed(ClientError::Internal("the job's thread panicked".into())));
+        }
+    }
+}
+
 /// A running job.
 pub struct JobHandle {
     pub id: JobId,
@@ -124,37 +152,45 @@ impl Drop for BrowseHandle {
 
 impl Jobs {
     pub fn new(notify: Option<Notify>) -> (Jobs, Receiver<ClientEvent>) {
-        let (sink, rx) = Sink::new(notify);
+        // Progress is superseded by the next one; everything else the front asked for.
+        let policy = Policy {
+            limit: DEFAULT_QUEUE,
+            delivery: |e: &ClientEvent| match e.kind {
+                EventKind::Progress { .. } => Delivery::Coalesce,
+                _ => Delivery::Essential,
+            },
+            dropped: |_| None,
+        };
+        let (sink, rx) = Sink::with_policy(policy, notify);
         (Jobs { sink, next: AtomicU64::new(1) }, rx)
     }
 
-    fn emitter(&self) -> (JobId, impl Fn(EventKind) + Send + 'static) {
+    fn emitter(&self) -> (JobId, Emitter) {
         let job = self.next.fetch_add(1, Ordering::Relaxed);
-        let sink = self.sink.clone();
-        (job, move |kind| sink.send(ClientEvent { job, kind }))
+        (job, Emitter { job, sink: self.sink.clone(), ended: false })
     }
 
     /// Downloads one file on a connection of its own.
     pub fn download(&self, addr: &str, opts: &ConnectOptions, req: DownloadRequest) -> JobHandle {
-        let (id, emit) = self.emitter();
+        let (id, mut emitter) = self.emitter();
         let cancel = CancelToken::new();
         let (addr, opts, token) = (addr.to_string(), opts.clone(), cancel.clone());
         let thread = thread::Builder::new()
             .name(format!("ferry-get-{id}"))
-            .spawn(move || run_download(&addr, &opts, &req, &token, &emit))
+            .spawn(move || run_download(&addr, &opts, &req, &token, &mut |kind| emitter.emit(kind)))
             .expect("spawn download thread");
         JobHandle { id, cancel, thread: Some(thread) }
     }
 
     /// Opens a browse session; it connects at once and lists nothing until asked.
     pub fn browse(&self, addr: &str, opts: &ConnectOptions) -> BrowseHandle {
-        let (id, emit) = self.emitter();
+        let (id, mut emitter) = self.emitter();
         let cancel = CancelToken::new();
         let (tx, rx) = crossbeam_channel::unbounded();
         let (addr, opts, token) = (addr.to_string(), opts.clone(), cancel.clone());
         thread::Builder::new()
             .name(format!("ferry-browse-{id}"))
-            .spawn(move || run_browse(&addr, &opts, &rx, &token, &emit))
+            .spawn(move || run_browse(&addr, &opts, &rx, &token, &mut |kind| emitter.emit(kind)))
             .expect("spawn browse thread");
         BrowseHandle { id, commands: Some(tx), cancel }
     }
@@ -165,12 +201,14 @@ fn run_download(
     opts: &ConnectOptions,
     req: &DownloadRequest,
     cancel: &CancelToken,
-    emit: &impl Fn(EventKind),
+    emit: &mut impl FnMut(EventKind),
 ) {
     // The partial file of the name the download is saved under.
     let part = local_dest(&req.dest, opts.names).map_or_else(|_| part_path(&req.dest), |(dest, _)| part_path(&dest));
     let result = Connection::connect_with(addr, opts, Some(cancel)).and_then(|mut conn| {
         emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
+        #[cfg(test)]
+        crate::sink::panic_if_injected(&req.path);
         let mut rate = crate::rate::RateMeter::default();
         let mut last: Option<(Instant, u64)> = None;
         conn.download(req, cancel, &mut |p| {
@@ -203,7 +241,7 @@ fn run_browse(
     opts: &ConnectOptions,
     commands: &Receiver<BrowseCommand>,
     cancel: &CancelToken,
-    emit: &impl Fn(EventKind),
+    emit: &mut impl FnMut(EventKind),
 ) {
     let connect = || Connection::connect_with(addr, opts, Some(cancel));
     let mut conn = match connect() {
@@ -216,7 +254,11 @@ fn run_browse(
     emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
     loop {
         let path = match commands.recv_timeout(WATCH_EVERY) {
-            Ok(BrowseCommand::List(path)) => path,
+            Ok(BrowseCommand::List(path)) => {
+                #[cfg(test)]
+                crate::sink::panic_if_injected(&path);
+                path
+            }
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) if cancel.is_cancelled() => break,
             Err(RecvTimeoutError::Timeout) => {
@@ -258,4 +300,70 @@ fn run_browse(
         }
     }
     emit(EventKind::Closed);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::server::{Server, ServerConfig, ServerEvent};
+    use crate::sink::INJECTED_PANIC;
+
+    fn host(dir: &std::path::Path) -> (Server, String) {
+        std::fs::write(dir.join(INJECTED_PANIC), b"boom").unwrap();
+        let (server, events) = Server::spawn(ServerConfig::new(dir, "127.0.0.1:0"), None);
+        loop {
+            if let ServerEvent::Listening { addr, .. } = events.recv_timeout(Duration::from_secs(10)).unwrap() {
+                return (server, addr.to_string());
+            }
+        }
+    }
+
+    /// The job's events up to its thread's end.
+    fn until_end(events: &Receiver<ClientEvent>) -> Vec<EventKind> {
+        let mut seen = Vec::new();
+        while let Ok(e) = events.recv_timeout(Duration::from_secs(10)) {
+            let terminal = e.kind.is_terminal();
+            seen.push(e.kind);
+            if terminal {
+                break;
+            }
+        }
+        // Nothing after the terminal event.
+        assert!(events.recv_timeout(Duration::from_millis(200)).is_err(), "{seen:?}");
+        seen
+    }
+
+    fn assert_one_internal_failure(seen: &[EventKind]) {
+        assert_eq!(seen.iter().filter(|k| k.is_terminal()).count(), 1, "{seen:?}");
+        assert!(
+            matches!(seen.last(), Some(EventKind::Failed(ClientError::Internal(m))) if m.contains("panicked")),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn a_download_whose_thread_panics_ends_in_one_failed_event() {
+        let (dir, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (_server, addr) = host(dir.path());
+        let (jobs, events) = Jobs::new(None);
+        let req = DownloadRequest { path: INJECTED_PANIC.into(), dest: out.path().join("x"), overwrite: false };
+        let job = jobs.download(&addr, &ConnectOptions::default(), req);
+        let seen = until_end(&events);
+        job.join();
+        assert_one_internal_failure(&seen);
+    }
+
+    #[test]
+    fn a_browse_session_whose_thread_panics_ends_in_one_failed_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_server, addr) = host(dir.path());
+        let (jobs, events) = Jobs::new(None);
+        let session = jobs.browse(&addr, &ConnectOptions::default());
+        session.list(INJECTED_PANIC);
+        let seen = until_end(&events);
+        assert_one_internal_failure(&seen);
+        drop(session);
+    }
 }

@@ -110,6 +110,9 @@ pub enum ClientError {
     Local { action: &'static str, path: PathBuf, source: io::Error },
     #[error("cancelled")]
     Cancelled,
+    /// A bug in ferry (a worker thread panicked); the job ended cleanly all the same.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ClientError {

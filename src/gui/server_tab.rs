@@ -289,6 +289,9 @@ impl ServerTab {
             ServerEvent::RequestRefused { peer, request, error, .. } => {
                 self.note(format!("{peer}: {} refused: {}", Escaped(&request), Escaped(&error)));
             }
+            ServerEvent::EventsDropped { count } => {
+                self.note(format!("{count} more refusals, connections and transfers (not listed one by one)"));
+            }
             ServerEvent::Stopped => {
                 drop(self.announcing.take()); // hosting failed or stopped: nothing to announce
                 self.server = None; // its threads have finished: dropping it joins at once

@@ -206,8 +206,8 @@ fn serve(
     let _ = stream.set_write_timeout(Some(idle));
     let Ok(read_half) = stream.try_clone() else { return Some("cannot clone the socket".into()) };
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    *greeted = true;
-    shared.sink.send(ServerEvent::ClientConnected { client, peer, instance: greeting_instance });
+    // If the front is too far behind to hear of this connection, it is not told of its end.
+    *greeted = shared.sink.offer(ServerEvent::ClientConnected { client, peer, instance: greeting_instance });
 
     // 2. requests, one at a time
     loop {

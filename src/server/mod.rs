@@ -39,7 +39,7 @@ pub use confine::{ResolveError, Root};
 
 use crate::protocol::Md5Digest;
 use crate::protocol::message::Secret;
-use crate::sink::{Notify, Sink};
+use crate::sink::{DEFAULT_QUEUE, Delivery, Notify, Policy, Sink};
 
 /// The default address: every interface, IPv6 and IPv4 alike (one dual-stack socket; IPv4
 /// only where the system has no IPv6), port 7878.
@@ -171,8 +171,30 @@ pub enum ServerEvent {
         request: String,
         error: String,
     },
+    /// `count` events (refusals, turned-away clients, new connections or transfers, with what
+    /// followed them) were not reported one by one: the front was not keeping up (see
+    /// [`crate::sink`]).
+    EventsDropped {
+        count: u64,
+    },
     /// The last event: the listener and every connection are closed and their threads joined.
     Stopped,
+}
+
+impl ServerEvent {
+    /// What may be dropped when the front falls behind: progress (superseded), refusals and
+    /// starts (counted; the end of a start that was dropped is not sent either); never the end
+    /// of something reported, nor `Stopped`.
+    fn delivery(&self) -> Delivery {
+        match self {
+            ServerEvent::TransferProgress { .. } => Delivery::Coalesce,
+            ServerEvent::RequestRefused { .. }
+            | ServerEvent::ClientRejected { .. }
+            | ServerEvent::ClientConnected { .. }
+            | ServerEvent::TransferStarted { .. } => Delivery::Droppable,
+            _ => Delivery::Essential,
+        }
+    }
 }
 
 /// State shared by the accept thread and every connection.
@@ -264,7 +286,12 @@ impl Server {
     /// [`ServerEvent::Listening`] or [`ServerEvent::StartFailed`]. `notify` is called after every
     /// event (a GUI passes its repaint request).
     pub fn spawn(config: ServerConfig, notify: Option<Notify>) -> (Server, Receiver<ServerEvent>) {
-        let (sink, events) = Sink::new(notify);
+        let policy = Policy {
+            limit: DEFAULT_QUEUE,
+            delivery: ServerEvent::delivery,
+            dropped: |count| Some(ServerEvent::EventsDropped { count }),
+        };
+        let (sink, events) = Sink::with_policy(policy, notify);
         let shared = Arc::new(Shared {
             config,
             stopping: AtomicBool::new(false),
@@ -467,3 +494,6 @@ fn wait_for_client(listener: &TcpListener) {
         thread::sleep(ACCEPT_POLL / 2);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -57,11 +57,13 @@ struct Progress<'a> {
     transfer: TransferId,
     total: u64,
     last: Instant,
+    /// Whether the transfer's start was reported (else its progress is not either).
+    reported: bool,
 }
 
 impl Progress<'_> {
     fn update(&mut self, done: u64) {
-        if self.last.elapsed() >= PROGRESS_EVERY {
+        if self.reported && self.last.elapsed() >= PROGRESS_EVERY {
             self.last = Instant::now();
             self.shared.sink.send(ServerEvent::TransferProgress { transfer: self.transfer, done, total: self.total });
         }
@@ -127,8 +129,20 @@ pub(super) fn handle_get(
     let key = FileKey::of(&opened.file, &opened.meta);
     let cached = shared.digests.get(&key);
     let transfer = shared.next_transfer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    shared.sink.send(ServerEvent::TransferStarted { client, transfer, peer, path: path.to_string(), size, offset });
+    // If the front is too far behind to hear of this transfer, it is not told of its progress
+    // or its end either.
+    let reported = shared.sink.offer(ServerEvent::TransferStarted {
+        client,
+        transfer,
+        peer,
+        path: path.to_string(),
+        size,
+        offset,
+    });
     let started = Instant::now();
+    let mut end = TransferEnd { shared, transfer, ended: !reported };
+    #[cfg(test)]
+    crate::sink::panic_if_injected(path);
 
     // The reply and the data prefix, ready to go out with the first bytes.
     encode_ok(out, &GetReply { size, offset });
@@ -141,7 +155,7 @@ pub(super) fn handle_get(
         key,
         size,
         offset,
-        progress: Progress { shared, transfer, total: size, last: Instant::now() },
+        progress: Progress { shared, transfer, total: size, last: Instant::now(), reported },
     };
     let result = match cached {
         #[cfg(target_os = "linux")]
@@ -152,19 +166,42 @@ pub(super) fn handle_get(
     match result {
         Ok(md5) => {
             shared.digests.insert(key, md5);
-            shared.sink.send(ServerEvent::TransferProgress { transfer, done: size, total: size });
-            shared.sink.send(ServerEvent::TransferFinished {
-                transfer,
-                md5,
-                sent: size - offset,
-                elapsed: started.elapsed(),
-            });
+            if reported {
+                shared.sink.send(ServerEvent::TransferProgress { transfer, done: size, total: size });
+                shared.sink.send(ServerEvent::TransferFinished {
+                    transfer,
+                    md5,
+                    sent: size - offset,
+                    elapsed: started.elapsed(),
+                });
+            }
+            end.ended = true;
             GetEnd::Continue
         }
         Err(abort) => {
             let error = abort.describe();
-            shared.sink.send(ServerEvent::TransferFailed { transfer, error: error.clone() });
+            if reported {
+                shared.sink.send(ServerEvent::TransferFailed { transfer, error: error.clone() });
+            }
+            end.ended = true;
             GetEnd::Close(error)
+        }
+    }
+}
+
+/// A started transfer ends in exactly one `TransferFinished` or `TransferFailed`: if the thread
+/// panics before either is sent, dropping this sends `TransferFailed`.
+struct TransferEnd<'a> {
+    shared: &'a Shared,
+    transfer: TransferId,
+    ended: bool,
+}
+
+impl Drop for TransferEnd<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            let error = "internal error: the connection's thread panicked".to_string();
+            self.shared.sink.send(ServerEvent::TransferFailed { transfer: self.transfer, error });
         }
     }
 }
