@@ -23,23 +23,24 @@ fn rss_kib() -> u64 {
 
 const REQUESTS: usize = 100_000;
 
-#[test]
-fn a_flood_of_refused_requests_keeps_memory_bounded_and_ends_are_never_dropped() {
-    let mut srv = TestServer::start();
-    let mut stream = TcpStream::connect(srv.addr).unwrap();
+/// Sends `REQUESTS` copies of `request` on one connection (from another thread) and reads as
+/// many replies, each starting with `reply_starts`; returns the connection's two halves.
+fn flood(
+    addr: std::net::SocketAddr,
+    request: serde_json::Value,
+    reply_starts: &'static [u8],
+) -> (TcpStream, BufReader<TcpStream>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut out = Vec::new();
     frame::write_control(&mut out, &json!({"op":"hello","version":1,"client":"flood"})).unwrap();
     stream.write_all(&out).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     frame::read_frame(&mut reader, frame::MAX_RESPONSE_LEN).unwrap();
-
-    let before = rss_kib();
-    // The requests go out from one thread while this one reads the refusals.
     let writer = thread::spawn(move || {
-        let mut request = Vec::new();
-        frame::write_control(&mut request, &json!({"op":"list","path":"../outside"})).unwrap();
-        let batch: Vec<u8> = request.iter().copied().cycle().take(request.len() * 1000).collect();
+        let mut one = Vec::new();
+        frame::write_control(&mut one, &request).unwrap();
+        let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
         for _ in 0..REQUESTS / 1000 {
             stream.write_all(&batch).unwrap();
         }
@@ -48,9 +49,27 @@ fn a_flood_of_refused_requests_keeps_memory_bounded_and_ends_are_never_dropped()
     for n in 0..REQUESTS {
         let reply = frame::read_frame(&mut reader, frame::MAX_RESPONSE_LEN)
             .unwrap_or_else(|e| panic!("reply {n} of {REQUESTS}: {e}"));
-        assert!(reply.starts_with(br#"{"ok":false"#), "{}", String::from_utf8_lossy(&reply));
+        assert!(reply.starts_with(reply_starts), "{}", String::from_utf8_lossy(&reply));
     }
-    let stream = writer.join().unwrap();
+    (writer.join().unwrap(), reader)
+}
+
+#[test]
+fn a_flood_of_unsolicited_verdicts_keeps_the_queue_bounded() {
+    let srv = TestServer::start();
+    let before = rss_kib();
+    let verdict = json!({"op":"verdict","path":"a.bin","md5":"d41d8cd98f00b204e9800998ecf8427e","ok":true});
+    let _conn = flood(srv.addr, verdict, br#"{"ok":true"#);
+    let grown = rss_kib().saturating_sub(before);
+    assert!(srv.events.len() <= 2048, "{} events queued for a front that reads nothing", srv.events.len());
+    assert!(grown < 8 * 1024, "the host grew by {grown} KiB over {REQUESTS} verdicts");
+}
+
+#[test]
+fn a_flood_of_refused_requests_keeps_memory_bounded_and_ends_are_never_dropped() {
+    let mut srv = TestServer::start();
+    let before = rss_kib();
+    let (stream, reader) = flood(srv.addr, json!({"op":"list","path":"../outside"}), br#"{"ok":false"#);
     let grown = rss_kib().saturating_sub(before);
     let queued = srv.events.len();
     // Nothing was read from the events: the queue stayed short and memory with it.

@@ -189,6 +189,8 @@ impl ServerEvent {
         match self {
             ServerEvent::TransferProgress { .. } => Delivery::Coalesce,
             ServerEvent::RequestRefused { .. }
+            // Sent whenever a client likes: a flood of them must not grow the queue.
+            | ServerEvent::TransferConfirmed { .. }
             | ServerEvent::ClientRejected { .. }
             | ServerEvent::ClientConnected { .. }
             | ServerEvent::TransferStarted { .. } => Delivery::Droppable,
