@@ -2,6 +2,10 @@
 //! socket, a client saving under Windows' rules (what a Windows client always does, and
 //! `ferry get --windows-names` does anywhere) never writes such a name silently wrong: it saves
 //! under the nearest valid name and says so in the outcome, or refuses with a clear message.
+//!
+//! The host here is in this process, so it must be able to store these names: Unix only. (The
+//! rules themselves are tested on every system in `src/protocol/names.rs`.)
+#![cfg(unix)]
 
 mod support;
 
