@@ -450,19 +450,20 @@ fn ls(addr: &str, path: &str, pin: Option<String>) -> i32 {
     EXIT_OK
 }
 
-/// Where `ferry get` saves: `-o` (a file, or an existing folder to save into), or the
-/// requested file's own name in the current folder. The name comes from what the user typed,
-/// checked anyway: it travels to the host and back in error messages.
+/// Where `ferry get` saves: `-o` (a file, or an existing folder to save into), or the current
+/// folder. Saving into a folder, the engine names the file after the requested one, held to
+/// this system's name rules ([`crate::client::local_dest`]). The name is checked here first
+/// too, so a name that can never be a file name is refused before connecting, with a hint.
 fn destination(path: &str, output: Option<&Path>) -> Result<PathBuf, String> {
     let name = || {
-        default_local_name(path).map(str::to_string).map_err(|e| {
+        default_local_name(path).map(|_| ()).map_err(|e| {
             format!("cannot name the local file after {:?}: {e}; give one with -o", Escaped(path).to_string())
         })
     };
     match output {
-        Some(dir) if dir.is_dir() => Ok(dir.join(name()?)),
+        Some(dir) if dir.is_dir() => name().map(|()| dir.to_path_buf()),
         Some(file) => Ok(file.to_path_buf()),
-        None => Ok(PathBuf::from(name()?)),
+        None => name().map(|()| PathBuf::from(".")),
     }
 }
 
@@ -526,7 +527,9 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                     eprintln!("ferry: resumed from byte {resumed_from}");
                 }
                 eprintln!("ferry: MD5 verified");
-                println!("{}", md5sum_line(&md5, &dest.display().to_string()));
+                // `./name` reads as `name`, as md5sum would print it.
+                let shown = dest.strip_prefix(".").unwrap_or(&dest);
+                println!("{}", md5sum_line(&md5, &shown.display().to_string()));
                 break EXIT_OK;
             }
             EventKind::Mismatch { expected, actual, .. } => {
@@ -543,7 +546,8 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                     b.abandon();
                 }
                 eprintln!("ferry: {e}");
-                let saved = crate::client::local_dest(&dest, opts.names).map_or_else(|_| dest.clone(), |(d, _)| d);
+                let asked = DownloadRequest { path: path.to_string(), dest: dest.clone(), overwrite: force };
+                let saved = crate::client::local_dest(&asked, opts.names).map_or_else(|_| dest.clone(), |(d, _)| d);
                 let part = crate::client::part_path(&saved);
                 // Only when the partial file is this download's own (not a conflict over it).
                 let conflict = matches!(

@@ -89,6 +89,29 @@ fn names_windows_cannot_take_are_saved_adjusted_and_the_outcome_says_so() {
 }
 
 #[test]
+fn saving_into_a_folder_names_the_file_after_the_host_under_the_rules() {
+    // The host's name never becomes a path before it passed the rules: on Windows "a:b" as a
+    // path would name drive A:.
+    let srv = TestServer::start();
+    let bytes = srv.put("sub/a:b", random_bytes(7000, 9));
+    let out = tempfile::tempdir().unwrap();
+    match get(&srv.addr_string(), &windows_rules(), "sub/a:b", out.path()).unwrap() {
+        Outcome::Verified { dest, renamed: Some(r), .. } => {
+            assert_eq!(dest, out.path().join("a_b"));
+            assert_eq!(r.why, NameProblem::Character(':', Os::Windows));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(md5_file(&out.path().join("a_b")), md5_hex(&bytes));
+    // A host name that cannot be a file name at all is refused, naming the reason.
+    srv.put("bad\u{7}.txt", random_bytes(10, 1));
+    match get(&srv.addr_string(), &windows_rules(), "bad\u{7}.txt", out.path()) {
+        Err(e @ ClientError::BadDestination { .. }) => assert!(e.to_string().contains("control character"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn two_trailing_forms_of_one_name_do_not_overwrite_each_other() {
     let srv = TestServer::start();
     let first = srv.put("trailing.", random_bytes(5000, 1));

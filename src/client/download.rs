@@ -13,15 +13,17 @@ use crate::protocol::Md5Digest;
 use crate::protocol::data::{self, CopyError, DataError, Digest, Md5, Verdict};
 use crate::protocol::message::{ErrorCode, GetReply, Request};
 use crate::protocol::names::{self, NameProblem, Os};
+use crate::protocol::path::{Escaped, check_file_name};
 
 /// What to download and where.
 #[derive(Debug, Clone)]
 pub struct DownloadRequest {
     /// The file's path on the host.
     pub path: String,
-    /// The local file to create. A file name that the name rules in force
-    /// ([`super::ConnectOptions::names`]) do not accept is saved under the nearest name they do,
-    /// and the outcome says so ([`Renamed`]); one that cannot be adjusted is refused.
+    /// The local file to create, or an existing folder to save into under the host's name. A
+    /// file name that the name rules in force ([`super::ConnectOptions::names`]) do not accept
+    /// is saved under the nearest name they do, and the outcome says so ([`Renamed`]); one that
+    /// cannot be adjusted is refused. See [`local_dest`].
     pub dest: PathBuf,
     /// Replace `dest` if it exists (otherwise an existing file is never touched).
     pub overwrite: bool,
@@ -58,26 +60,35 @@ pub struct Renamed {
 
 impl std::fmt::Display for Renamed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::protocol::path::Escaped;
         write!(f, "saved as \"{}\" instead of \"{}\": {}", Escaped(&self.saved), Escaped(&self.asked), self.why)
     }
 }
 
-/// Where a download of `dest` is saved under the name rules `rules`, and whether that differs
-/// from `dest`. A name typed here that is not UTF-8 is the system's own and is kept.
-pub fn local_dest(dest: &Path, rules: Os) -> Result<(PathBuf, Option<Renamed>), ClientError> {
-    let Some(name) = dest.file_name() else {
-        return Err(ClientError::BadDestination {
-            path: dest.display().to_string(),
-            reason: "it names no file".into(),
-        });
+/// Where `req` is saved under the name rules `rules`, and whether that differs from the name
+/// asked for. When `req.dest` is an existing folder the file goes into it under the host's
+/// name (the last component of `req.path`), which never becomes a path before it passed the
+/// rules (on Windows `a:b` would otherwise name drive A:). Otherwise `req.dest` is the file,
+/// and its name is held to the same rules; a typed name that is not UTF-8 is the system's own
+/// and is kept.
+pub fn local_dest(req: &DownloadRequest, rules: Os) -> Result<(PathBuf, Option<Renamed>), ClientError> {
+    let dest = &req.dest;
+    let bad = |path: &Path, reason: String| ClientError::BadDestination { path: path.display().to_string(), reason };
+    let (folder, name) = if dest.is_dir() {
+        let name = req.path.rsplit('/').next().unwrap_or(&req.path);
+        check_file_name(name).map_err(|e| {
+            bad(dest, format!("the host's name {:?} cannot be a file name: {e}", Escaped(name).to_string()))
+        })?;
+        (dest.as_path(), name)
+    } else {
+        let Some(name) = dest.file_name() else { return Err(bad(dest, "it names no file".into())) };
+        let Some(name) = name.to_str() else { return Ok((dest.clone(), None)) };
+        (dest.parent().unwrap_or(Path::new("")), name)
     };
-    let Some(name) = name.to_str() else { return Ok((dest.to_path_buf(), None)) };
     match names::check(name, rules) {
-        Ok(()) => Ok((dest.to_path_buf(), None)),
+        Ok(()) => Ok((folder.join(name), None)),
         Err(why) => match names::adjust(name, rules) {
-            Some(saved) => Ok((dest.with_file_name(&saved), Some(Renamed { asked: name.to_string(), saved, why }))),
-            None => Err(ClientError::BadDestination { path: dest.display().to_string(), reason: why.to_string() }),
+            Some(saved) => Ok((folder.join(&saved), Some(Renamed { asked: name.to_string(), saved, why }))),
+            None => Err(bad(dest, why.to_string())),
         },
     }
 }
@@ -144,7 +155,7 @@ pub(super) fn download(
 ) -> Result<Outcome, ClientError> {
     cancel.attach(&conn.stream);
     let rules = conn.names;
-    let (dest, renamed) = local_dest(&req.dest, rules)?;
+    let (dest, renamed) = local_dest(req, rules)?;
     let dest = &dest;
     if dest.is_dir() {
         return Err(ClientError::BadDestination { path: dest.display().to_string(), reason: "it is a folder".into() });

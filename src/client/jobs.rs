@@ -204,7 +204,7 @@ fn run_download(
     emit: &mut impl FnMut(EventKind),
 ) {
     // The partial file of the name the download is saved under.
-    let part = local_dest(&req.dest, opts.names).map_or_else(|_| part_path(&req.dest), |(dest, _)| part_path(&dest));
+    let part = local_dest(req, opts.names).map_or_else(|_| part_path(&req.dest), |(dest, _)| part_path(&dest));
     let result = Connection::connect_with(addr, opts, Some(cancel)).and_then(|mut conn| {
         emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
         #[cfg(test)]

@@ -3,10 +3,13 @@
 //! - A path a client sends is checked by [`split_request_path`]; the server resolves it on disk
 //!   (in its private `confine` module, which also keeps it inside the hosted folder) only after
 //!   this check has accepted it.
-//! - A name a host sends becomes a local file name only through [`check_local_name`] (the
-//!   command line's [`default_local_name`], the window's save-as name).
+//! - A name a host sends becomes a local file name only through [`check_file_name`] and this
+//!   system's name rules ([`check_local_name`] refuses what they refuse; the engine saves under
+//!   an adjusted name, [`super::names::adjust`], and reports it).
 
 use std::fmt;
+
+use super::names::{self, NameProblem};
 
 /// Why a path a client sent is refused before anything on disk is touched (`bad_path`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,11 +84,24 @@ pub enum UnsafeName {
     Control,
     #[error("the name is longer than 255 bytes")]
     TooLong,
+    #[error("{0}")]
+    NotValidHere(NameProblem),
 }
 
-/// Checks that `name` (which came from the network) is a single, harmless local file name:
-/// not empty, not `.` or `..`, no `/` or `\`, no control characters, at most 255 bytes.
+/// Checks that `name` (which came from the network) can be used as it is as a file name on
+/// this system: [`check_file_name`], and the rules of [`names::Os::current`] (on Windows no
+/// `a:b`, `CON` or `name.`, which would reach a drive, a device or another name). To save such
+/// a name under an adjusted one instead, see [`names::adjust`].
 pub fn check_local_name(name: &str) -> Result<&str, UnsafeName> {
+    check_file_name(name)?;
+    names::check(name, names::Os::current()).map_err(UnsafeName::NotValidHere)?;
+    Ok(name)
+}
+
+/// Checks that `name` (which came from the network) is a single, harmless file name on any
+/// system, though perhaps one that some system must adjust ([`names::adjust`]): not empty, not
+/// `.` or `..`, no `/` or `\`, no control characters, at most 255 bytes.
+pub fn check_file_name(name: &str) -> Result<&str, UnsafeName> {
     if name.is_empty() {
         return Err(UnsafeName::Empty);
     }
@@ -104,10 +120,10 @@ pub fn check_local_name(name: &str) -> Result<&str, UnsafeName> {
     Ok(name)
 }
 
-/// The last component of a protocol path, checked with [`check_local_name`]: the default
-/// local name for a download.
+/// The last component of a protocol path, checked with [`check_file_name`]: the default
+/// local name for a download (saving adjusts it to this system's rules, and says so).
 pub fn default_local_name(path: &str) -> Result<&str, UnsafeName> {
-    check_local_name(path.rsplit('/').next().unwrap_or(path))
+    check_file_name(path.rsplit('/').next().unwrap_or(path))
 }
 
 /// Displays untrusted text with control characters (and only those) escaped, so a name sent by
@@ -175,6 +191,17 @@ mod tests {
         assert_eq!(check_local_name("evil\x1b[2J"), Err(UnsafeName::Control));
         assert_eq!(check_local_name("new\nline"), Err(UnsafeName::Control));
         assert_eq!(check_local_name(&"n".repeat(256)), Err(UnsafeName::TooLong));
+    }
+
+    #[test]
+    fn local_names_follow_this_systems_rules_and_file_names_any_systems() {
+        assert_eq!(check_file_name("aux.txt"), Ok("aux.txt"));
+        assert_eq!(check_file_name("a:b"), Ok("a:b"));
+        assert_eq!(default_local_name("dir/CON"), Ok("CON"), "the engine adjusts it when saving");
+        let here = names::Os::current();
+        for name in ["aux.txt", "a:b", "report."] {
+            assert_eq!(check_local_name(name).is_ok(), names::check(name, here).is_ok(), "{name} on {here}");
+        }
     }
 
     #[test]

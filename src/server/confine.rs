@@ -516,7 +516,9 @@ mod portable {
                 if let Some(n) = name.to_str()
                     && names::windows_special(n)
                 {
-                    return Err(ResolveError::Forbidden("the name reaches a device or a stream on Windows"));
+                    return Err(ResolveError::Forbidden(
+                        "the name reaches a device, a stream or another name on Windows",
+                    ));
                 }
                 let candidate = cur.join(&name);
                 let meta = fs::symlink_metadata(&candidate).map_err(ResolveError::from_io)?;
