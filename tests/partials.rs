@@ -185,3 +185,62 @@ fn an_interrupted_download_keeps_its_record_and_resumes() {
     assert_eq!(md5_file(&dest), md5_hex(&bytes));
     assert!(!part_path(&dest).exists() && !record_path(&dest).exists());
 }
+
+/// A host resuming a large file hashes the part the client already has before it sends a
+/// byte, and is silent meanwhile: the client allows for that on top of its usual timeout
+/// (found when the 4 GiB resume test timed out on a busy machine).
+#[test]
+fn a_resumed_download_waits_while_the_host_hashes_the_part_it_already_has() {
+    use ferry::protocol::frame;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    let bytes = random_bytes(41_000_000, 11);
+    let offset = 40_000_000u64; // at the expected pace, about 2 s of hashing for the host
+    let digest: [u8; 16] = {
+        use md5::Digest;
+        md5::Md5::digest(&bytes).into()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let host = {
+        let bytes = bytes.clone();
+        thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let send = |s: &mut std::net::TcpStream, v: serde_json::Value| {
+                let mut out = Vec::new();
+                frame::write_control(&mut out, &v).unwrap();
+                s.write_all(&out).unwrap();
+            };
+            frame::read_frame(&mut s, frame::MAX_REQUEST_LEN).unwrap();
+            send(&mut s, serde_json::json!({"ok":true,"version":1,"server":"slow","name":"shared"}));
+            let get: serde_json::Value =
+                serde_json::from_slice(&frame::read_frame(&mut s, frame::MAX_REQUEST_LEN).unwrap()).unwrap();
+            assert_eq!(get["offset"], offset, "the client resumes");
+            // The host's silence while it hashes, before its reply (ferry's host answers once
+            // the prefix is hashed) and before the data (a host that answers first): each
+            // longer than the client's 1 s timeout.
+            thread::sleep(Duration::from_millis(1800));
+            send(&mut s, serde_json::json!({"ok":true,"size":bytes.len(),"offset":offset}));
+            thread::sleep(Duration::from_millis(1800));
+            s.write_all(&frame::encode_header(bytes.len() as u64 - offset)).unwrap();
+            s.write_all(&bytes[offset as usize..]).unwrap();
+            s.write_all(&digest).unwrap();
+        })
+    };
+
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("big.bin");
+    fs::write(part_path(&dest), &bytes[..offset as usize]).unwrap();
+    PartialRecord::new(addr.to_string(), "shared", "big.bin").save(&dest).unwrap();
+    let opts = ConnectOptions { io_timeout: Duration::from_secs(1), ..ConnectOptions::default() };
+    let mut conn = Connection::connect(&addr.to_string(), &opts).unwrap();
+    let req = DownloadRequest { path: "big.bin".into(), dest: dest.clone(), overwrite: false };
+    match conn.download(&req, &CancelToken::new(), &mut |_| {}).unwrap() {
+        Outcome::Verified { resumed_from, .. } => assert_eq!(resumed_from, offset),
+        other => panic!("{other:?}"),
+    }
+    host.join().unwrap();
+    assert_eq!(md5_file(&dest), md5_hex(&bytes));
+}

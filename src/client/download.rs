@@ -5,6 +5,7 @@
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::partial::{self, PartialLock, PartialRecord, part_path};
 use super::{CancelToken, ClientError, Connection};
@@ -115,6 +116,10 @@ pub struct Progress {
     pub total: u64,
 }
 
+/// The slowest pace (bytes a second) at which a host is expected to hash the part of a file
+/// a resumed download already has (a slow disk, a busy machine).
+const PREFIX_HASH_RATE: u64 = 20_000_000;
+
 enum Attempt {
     Verdict {
         verdict: Verdict,
@@ -148,6 +153,17 @@ struct Transfer<'a> {
 }
 
 pub(super) fn download(
+    conn: &mut Connection,
+    req: &DownloadRequest,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome, ClientError> {
+    let result = download_on(conn, req, cancel, progress);
+    conn.set_patience(Duration::ZERO);
+    result
+}
+
+fn download_on(
     conn: &mut Connection,
     req: &DownloadRequest,
     cancel: &CancelToken,
@@ -252,6 +268,10 @@ impl Transfer<'_> {
             Start::Fresh => 0,
             Start::Resume(len) => len,
         };
+        // Before its reply a resuming host hashes the `offset` bytes we already have, and is
+        // silent meanwhile: allow for that (at a slow disk's pace) on top of the usual wait,
+        // until the data prefix arrives.
+        self.conn.set_patience(Duration::from_secs(offset / PREFIX_HASH_RATE));
         let reply = self.conn.request::<GetReply>(&Request::Get { path: self.req.path.clone(), offset });
         let reply = match reply {
             Ok(r) => r,
@@ -307,10 +327,14 @@ impl Transfer<'_> {
         file.seek(SeekFrom::Start(offset)).map_err(ClientError::local("cannot seek", *part))?;
         progress(Progress { done: offset, total: size });
 
+        let header = data::read_header(&mut conn.reader, size - offset);
+        let waited = conn.timeout;
+        // The host is sending: a stall from here on is noticed after the usual time.
+        conn.set_patience(Duration::ZERO);
         let timeout = conn.timeout;
-        let len = match data::read_header(&mut conn.reader, size - offset) {
+        let len = match header {
             Ok(len) => len,
-            Err(e) => return Err(ClientError::from_data(e, timeout)),
+            Err(e) => return Err(ClientError::from_data(e, waited)),
         };
         let mut on_chunk = |done: u64| {
             progress(Progress { done: offset + done, total: size });

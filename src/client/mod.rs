@@ -193,6 +193,9 @@ pub struct Connection {
     hello: HelloReply,
     peer: SocketAddr,
     timeout: Duration,
+    /// The timeout the connection was opened with; `timeout` is longer while a host may be
+    /// busy before it answers (see [`Connection::set_patience`]).
+    base_timeout: Duration,
     out: Vec<u8>,
     /// Set while a data section is in flight; a connection left mid-section is unusable.
     poisoned: bool,
@@ -259,6 +262,7 @@ impl Connection {
             hello: HelloReply { version: 0, server: String::new(), name: String::new() },
             peer,
             timeout: opts.io_timeout,
+            base_timeout: opts.io_timeout,
             out: Vec::new(),
             poisoned: false,
             buf: Vec::new(),
@@ -279,6 +283,14 @@ impl Connection {
             return Err(ClientError::Protocol(format!("the server speaks version {}", conn.hello.version)));
         }
         Ok(conn)
+    }
+
+    /// Waits `extra` longer than usual for the host's next bytes (zero: back to usual).
+    pub(crate) fn set_patience(&mut self, extra: Duration) {
+        let wanted = self.base_timeout + extra;
+        if wanted != self.timeout && self.stream.set_read_timeout(Some(wanted)).is_ok() {
+            self.timeout = wanted;
+        }
     }
 
     /// What the server said in `hello`.
