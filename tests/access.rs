@@ -58,6 +58,7 @@ fn after_three_wrong_pins_an_address_must_wait_even_with_the_right_one() {
     assert_eq!(refusal(connect(&addr, Some("1"))), "wrong PIN");
 }
 
+#[cfg(unix)] // Ctrl-C as SIGINT, to read the whole log
 #[test]
 fn serve_shows_the_pin_once_and_never_logs_it() {
     let share = tempfile::tempdir().unwrap();

@@ -1,6 +1,9 @@
 //! Discovery over real multicast: the real `ferry serve` in one network namespace, `ferry
 //! discover` (or a browser) in another, joined by a veth pair. Nothing here reaches the
 //! machine's real network (see support/netns.rs).
+//!
+//! Linux only: network namespaces and veth pairs.
+#![cfg(target_os = "linux")]
 
 #[path = "support/netns.rs"]
 mod netns;

@@ -4,7 +4,6 @@
 mod support;
 
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use ferry::client::jobs::{EventKind, Jobs};
@@ -13,8 +12,11 @@ use ferry::protocol::hex;
 use ferry::server::ServerEvent;
 use support::*;
 
+// Unix only: the failing disk is a file-size limit (setrlimit) set in the child before exec.
+#[cfg(unix)]
 #[test]
 fn a_write_failing_mid_download_is_a_clear_error_and_no_final_file() {
+    use std::os::unix::process::CommandExt;
     let srv = TestServer::start();
     srv.put("big.bin", random_bytes(3 * 1024 * 1024, 31));
     let here = tempfile::tempdir().unwrap();

@@ -1,5 +1,8 @@
 //! Where a host listens and how it stops: the default address reaches both IPv4 and IPv6
 //! clients, and stopping never depends on the network (the listening address may be gone).
+//!
+//! Linux only: the test removes the address inside a network namespace of its own.
+#![cfg(target_os = "linux")]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -4,7 +4,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
 use ferry::protocol::frame::{self, FrameError};
@@ -201,15 +200,21 @@ fn every_hostile_path_form_is_refused() {
     std::fs::write(outside.path().join("secret.txt"), b"top secret").unwrap();
     let srv = TestServer::start();
     srv.put("sub/ok.txt", b"fine".to_vec());
-    symlink(outside.path().join("secret.txt"), srv.root().join("abs_link")).unwrap();
-    symlink("../../../../../../../../../../etc/passwd", srv.root().join("rel_link")).unwrap();
-    symlink(outside.path(), srv.root().join("dir_link")).unwrap();
-    symlink("..", srv.root().join("sub/parent")).unwrap();
-    symlink("../..", srv.root().join("sub/grandparent")).unwrap();
-    symlink("chain2", srv.root().join("chain1")).unwrap();
-    symlink("dir_link/secret.txt", srv.root().join("chain2")).unwrap();
-    symlink("loop_b", srv.root().join("loop_a")).unwrap();
-    symlink("loop_a", srv.root().join("loop_b")).unwrap();
+    // Links need a Unix host (on Windows: admin rights or developer mode; Wine 8 cannot
+    // follow the links it makes); the path forms below are checked everywhere.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::symlink;
+        symlink(outside.path().join("secret.txt"), srv.root().join("abs_link")).unwrap();
+        symlink("../../../../../../../../../../etc/passwd", srv.root().join("rel_link")).unwrap();
+        symlink(outside.path(), srv.root().join("dir_link")).unwrap();
+        symlink("..", srv.root().join("sub/parent")).unwrap();
+        symlink("../..", srv.root().join("sub/grandparent")).unwrap();
+        symlink("chain2", srv.root().join("chain1")).unwrap();
+        symlink("dir_link/secret.txt", srv.root().join("chain2")).unwrap();
+        symlink("loop_b", srv.root().join("loop_a")).unwrap();
+        symlink("loop_a", srv.root().join("loop_b")).unwrap();
+    }
 
     let mut r = Raw::hello(srv.addr);
     let bad_path = [
@@ -232,27 +237,30 @@ fn every_hostile_path_form_is_refused() {
             assert_eq!(error_code(&v), "bad_path", "{op} {p:?}");
         }
     }
-    let forbidden = ["abs_link", "rel_link", "dir_link", "dir_link/secret.txt", "sub/grandparent", "chain1", "loop_a"];
-    for p in forbidden {
-        let v = r.call(&json!({"op":"get","path":p,"offset":0}));
-        assert_eq!(error_code(&v), "forbidden", "get {p:?}");
+    #[cfg(unix)]
+    {
+        let forbidden = ["abs_link", "rel_link", "dir_link", "dir_link/secret.txt", "sub/grandparent", "chain1", "loop_a"];
+        for p in forbidden {
+            let v = r.call(&json!({"op":"get","path":p,"offset":0}));
+            assert_eq!(error_code(&v), "forbidden", "get {p:?}");
+        }
+        for p in ["dir_link", "sub/grandparent"] {
+            let v = r.call(&json!({"op":"list","path":p}));
+            assert_eq!(error_code(&v), "forbidden", "list {p:?}");
+        }
+        // A link that stays inside works; escaping ones are not even listed.
+        let v = r.call(&json!({"op":"list","path":"sub/parent"}));
+        assert_eq!(v["ok"], true, "{v}");
+        let names: Vec<&str> = v["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["sub"]);
+        let v = r.call(&json!({"op":"list","path":"sub"}));
+        let names: Vec<&str> = v["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["parent", "ok.txt"]);
+        // The connection is still usable and nothing of the secret ever came back.
+        let v = r.call(&json!({"op":"get","path":"sub/parent/sub/ok.txt","offset":0}));
+        assert_eq!(v["size"], 4);
+        assert_eq!(r.data().0, b"fine");
     }
-    for p in ["dir_link", "sub/grandparent"] {
-        let v = r.call(&json!({"op":"list","path":p}));
-        assert_eq!(error_code(&v), "forbidden", "list {p:?}");
-    }
-    // A link that stays inside works; escaping ones are not even listed.
-    let v = r.call(&json!({"op":"list","path":"sub/parent"}));
-    assert_eq!(v["ok"], true, "{v}");
-    let names: Vec<&str> = v["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["sub"]);
-    let v = r.call(&json!({"op":"list","path":"sub"}));
-    let names: Vec<&str> = v["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["parent", "ok.txt"]);
-    // The connection is still usable and nothing of the secret ever came back.
-    let v = r.call(&json!({"op":"get","path":"sub/parent/sub/ok.txt","offset":0}));
-    assert_eq!(v["size"], 4);
-    assert_eq!(r.data().0, b"fine");
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! every download verified; afterwards the server's descriptors and threads return to idle.
 //!
 //! 30 seconds by default; set `FERRY_SOAK_SECS` for a longer run.
+//!
+//! Linux only: it counts the server's descriptors and threads in /proc and stops it with SIGINT.
+#![cfg(target_os = "linux")]
 
 mod support;
 

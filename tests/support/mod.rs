@@ -243,7 +243,9 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
     status.unwrap()
 }
 
-/// Ctrl-C for a child process.
+/// Ctrl-C for a child process (Unix: SIGINT; on Windows Ctrl-C reaches a child only through
+/// a shared console).
+#[cfg(unix)]
 pub fn interrupt(child: &Child) {
     // SAFETY: kill(2) with our own, not yet reaped, child's pid and a valid signal number.
     let r = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
@@ -286,6 +288,7 @@ impl ServeProcess {
 
     /// Ctrl-C, then waits (bounded) for the exit and for the end of its output.
     /// Returns the exit status and every stdout line.
+    #[cfg(unix)]
     pub fn interrupt_and_wait(&mut self) -> (ExitStatus, Vec<String>) {
         interrupt(&self.child);
         let status = wait_exit(&mut self.child, Duration::from_secs(10));
