@@ -4,6 +4,7 @@ mod support;
 
 use std::path::Path;
 use std::process::{Output, Stdio};
+#[cfg(unix)]
 use std::time::Duration;
 
 use support::*;
@@ -120,7 +121,8 @@ fn ls_lists_folders_first_with_human_sizes_and_escapes_names() {
     std::fs::write(share.path().join("big.bin"), vec![0u8; 3 * 1024 * 1024]).unwrap();
     std::fs::write(share.path().join("small.txt"), b"12345").unwrap();
     // Windows file names cannot hold characters below 32; DEL is a control character it allows.
-    let (evil, shown) = if cfg!(windows) { ("evil\u{7f}name", "evil\\u{7f}name") } else { ("evil\nname", "evil\\nname") };
+    let (evil, shown) =
+        if cfg!(windows) { ("evil\u{7f}name", "evil\\u{7f}name") } else { ("evil\nname", "evil\\nname") };
     std::fs::write(share.path().join(evil), b"x").unwrap();
     std::fs::create_dir(share.path().join("zfolder")).unwrap();
     let serve = ServeProcess::start(share.path(), &[]);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::pin_limit::PinVerdict;
 use super::reply::{self, Who, encode_ok, reply_error, send_all};
 use super::send::{self, GetEnd};
+use super::stop_aware::StopAware;
 use super::{ClientId, Root, ServerEvent, Shared, Slot};
 use crate::protocol::VERSION;
 use crate::protocol::frame::{self, FrameError, MAX_REQUEST_LEN};
@@ -202,9 +203,10 @@ fn serve(
             return None;
         }
     }
-    let _ = stream.set_read_timeout(Some(idle));
     let _ = stream.set_write_timeout(Some(idle));
-    let Ok(read_half) = stream.try_clone() else { return Some("cannot clone the socket".into()) };
+    let Ok(read_half) = stream.try_clone().and_then(|s| StopAware::new(s, shared, idle)) else {
+        return Some("cannot clone the socket".into());
+    };
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     // If the front is too far behind to hear of this connection, it is not told of its end.
     *greeted = shared.sink.offer(ServerEvent::ClientConnected { client, peer, instance: greeting_instance });

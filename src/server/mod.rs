@@ -23,6 +23,7 @@ mod digest_cache;
 mod pin_limit;
 mod reply;
 mod send;
+mod stop_aware;
 
 use std::collections::HashMap;
 use std::io;
