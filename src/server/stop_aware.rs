@@ -5,6 +5,10 @@
 //! each idle client's timeout. Reads here wait in slices of at most [`STOP_POLL`] and look
 //! at the stop flag between them; without a stop, a read still gives up (`TimedOut`) only
 //! after the whole idle timeout without a byte, as one long read timeout would.
+//!
+//! Windows documents that a receive ended by its timeout may leave the socket in an undefined
+//! state. Only request frames are read here: a byte lost that way would fail the connection as
+//! a malformed request, never alter a file (file data only flows to the client, MD5-checked).
 
 use std::io::{self, Read};
 use std::net::TcpStream;
