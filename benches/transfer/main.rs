@@ -21,39 +21,69 @@
 //! The parts: [`args`] (the command line), [`procs`] (child processes, their output, ports),
 //! [`files`] (the work folder and the files), [`peers`] (md5sum, nc, HTTP), [`ferry_runs`] (the
 //! ferry rows), [`measure`] (peak RSS, the machine), [`report`] (figures and the Markdown table).
+//!
+//! Linux only (it reads /proc, signals and waits for processes with Linux calls, and measures
+//! `sendfile`): every item is `cfg(target_os = "linux")`, and elsewhere `main` only says so, so
+//! `cargo clippy --all-targets` works for every target.
 
+#[cfg(target_os = "linux")]
 mod args;
+#[cfg(target_os = "linux")]
 mod ferry_runs;
+#[cfg(target_os = "linux")]
 mod files;
+#[cfg(target_os = "linux")]
 mod measure;
+#[cfg(target_os = "linux")]
 mod peers;
+#[cfg(target_os = "linux")]
 mod procs;
+#[cfg(target_os = "linux")]
 mod report;
 
+#[cfg(target_os = "linux")]
 use std::fs;
+#[cfg(target_os = "linux")]
 use std::io::Write;
+#[cfg(target_os = "linux")]
 use std::path::PathBuf;
+#[cfg(target_os = "linux")]
 use std::process::ExitCode;
+#[cfg(target_os = "linux")]
 use std::time::{Duration, Instant};
 
+#[cfg(target_os = "linux")]
 use args::{Options, size_arg};
+#[cfg(target_os = "linux")]
 use ferry_runs::{FERRY, FerryServer, ferry_command, small_ferry};
+#[cfg(target_os = "linux")]
 use files::{Rng, fresh_dir, warm_cache, work_dir, write_random_file};
+#[cfg(target_os = "linux")]
 use measure::{Machine, loadavg};
+#[cfg(target_os = "linux")]
 use peers::{HttpPeer, netcat, small_curl};
+#[cfg(target_os = "linux")]
 use procs::{WORK_DIR, find_in_path, on_ctrl_c, tool_version, version_line};
+#[cfg(target_os = "linux")]
 use report::{Context, Series, num, report};
 
+#[cfg(target_os = "linux")]
 const KIB: u64 = 1024;
+#[cfg(target_os = "linux")]
 const MIB: u64 = 1024 * KIB;
+#[cfg(target_os = "linux")]
 const GIB: u64 = 1024 * MIB;
 /// MB as NOTES.md and the issue use it.
+#[cfg(target_os = "linux")]
 const MB: f64 = 1e6;
 /// The issue's RSS ceiling for each side.
+#[cfg(target_os = "linux")]
 const RSS_LIMIT_KIB: u64 = 32 * 1024;
 
+#[cfg(target_os = "linux")]
 type Result<T, E = String> = std::result::Result<T, E>;
 
+#[cfg(target_os = "linux")]
 fn main() -> ExitCode {
     let opts = Options::from_env();
     if let Err(e) = ctrlc::set_handler(on_ctrl_c) {
@@ -78,6 +108,7 @@ fn main() -> ExitCode {
     code
 }
 
+#[cfg(target_os = "linux")]
 struct Bench<'a> {
     opts: &'a Options,
     work: PathBuf,
@@ -94,11 +125,13 @@ struct Bench<'a> {
 }
 
 /// A timed run's outcome: seconds and the digest the command printed.
+#[cfg(target_os = "linux")]
 struct Timed {
     secs: f64,
     digest: String,
 }
 
+#[cfg(target_os = "linux")]
 impl Bench<'_> {
     fn mbps(&self, secs: f64) -> f64 {
         self.opts.size as f64 / secs.max(1e-9) / MB
@@ -116,11 +149,13 @@ impl Bench<'_> {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn secs_limit(bytes: u64) -> Duration {
     // Generous: a broken tool is caught, a slow machine is not.
     Duration::from_secs(120) + Duration::from_secs_f64(bytes as f64 / (5.0 * MB))
 }
 
+#[cfg(target_os = "linux")]
 struct Rows {
     md5sum: Series,
     nc: Series,
@@ -132,12 +167,14 @@ struct Rows {
     small_curl: Series,
 }
 
+#[cfg(target_os = "linux")]
 fn say(line: impl AsRef<str>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", line.as_ref());
     let _ = out.flush();
 }
 
+#[cfg(target_os = "linux")]
 fn run(opts: &Options) -> Result<Vec<String>> {
     let machine = Machine::read();
     let command = opts.command();
@@ -318,4 +355,9 @@ fn run(opts: &Options) -> Result<Vec<String>> {
     *WORK_DIR.lock().unwrap_or_else(|p| p.into_inner()) = None;
     drop(tmp);
     Ok(problems)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("transfer bench: this benchmark needs Linux (/proc, sendfile); nothing was measured");
 }
