@@ -50,8 +50,6 @@ fn windows_ferry() -> Option<(PathBuf, PathBuf)> {
 fn wine_ferry(exe: &Path, runner: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(runner);
     c.arg(exe).args(args).env("FERRY_NO_DISCOVERY", "1");
-    // Wine turns the command line into UTF-16 with the locale's character set.
-    c.env("LC_ALL", "C.UTF-8");
     c.stdin(Stdio::null());
     c
 }

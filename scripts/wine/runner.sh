@@ -49,5 +49,11 @@ export WINEPREFIX=${FERRY_WINEPREFIX:-$target_dir/wine-prefix}
 export WINEDEBUG=${WINEDEBUG:--all}
 # No Mono or Gecko install prompts when the prefix is created; no window is needed.
 export WINEDLLOVERRIDES=${WINEDLLOVERRIDES:-mscoree,mshtml=}
+# Wine turns the Unix command line and environment into UTF-16 using the locale's character
+# set: with a non-UTF-8 locale, non-ASCII file names would arrive mangled.
+case "${LC_ALL:-${LC_CTYPE:-${LANG:-}}}" in
+    *UTF-8* | *utf-8* | *UTF8* | *utf8*) ;;
+    *) export LC_ALL=C.UTF-8 ;;
+esac
 mkdir -p "$WINEPREFIX"
 exec "$wine" "$exe" "$@"
