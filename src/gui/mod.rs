@@ -6,8 +6,9 @@
 //! threads, which report events on channels that [`FerryApp`] drains each frame (for a few
 //! milliseconds at most). What the person asks for while drawing is collected as [`Command`]s
 //! and applied after the pass. Workers wake the window through the engine's `notify` callback,
-//! which asks for a repaint at most every ~33 ms. The only file read on this thread is the
-//! user's folder settings, once, before the first frame. Closing the window waits for the
+//! which asks for a repaint at most every ~33 ms. The disk is touched on this thread only to read
+//! the user's folder settings once before the first frame, to check that a download's folder
+//! exists before starting it, and to create that folder when the person asks. Closing the window waits for the
 //! server's threads, which end without waiting on the network.
 //!
 //! Settings (hosted folder, bind address and port, recent servers, download folder) persist
