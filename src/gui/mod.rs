@@ -62,7 +62,7 @@ pub struct State {
     pub tab: Tab,
     /// The folder to host, as typed or picked.
     pub host_folder: String,
-    /// The address to listen on, without the port (`0.0.0.0`: every interface).
+    /// The address to listen on, without the port (`::`: every interface, IPv6 and IPv4).
     pub bind_host: String,
     pub port: u16,
     /// Whether hosting asks clients for a PIN (the PIN itself is never saved).
@@ -80,7 +80,7 @@ impl Default for State {
         State {
             tab: Tab::Server,
             host_folder: String::new(),
-            bind_host: "0.0.0.0".into(),
+            bind_host: "::".into(),
             port: DEFAULT_PORT,
             require_pin: false,
             server_addr: String::new(),
@@ -574,7 +574,7 @@ mod tests {
         let s: State = serde_json::from_str(r#"{"host_folder":"/srv"}"#).unwrap();
         assert_eq!(s.host_folder, "/srv");
         assert_eq!(s.port, 7878);
-        assert_eq!(s.bind_host, "0.0.0.0");
+        assert_eq!(s.bind_host, "::");
     }
 
     #[test]

@@ -138,7 +138,7 @@ impl ServerTab {
         };
         state.port = port;
         let host = match state.bind_host.trim() {
-            "" => "0.0.0.0",
+            "" => "::",
             h => h,
         };
         let bind = if host.contains(':') && !host.starts_with('[') {
@@ -232,7 +232,7 @@ impl ServerTab {
                     let (tx, rx) = crossbeam_channel::bounded(1);
                     let notify = self.notify.clone();
                     let _ = std::thread::Builder::new().name("ferry-lan".into()).spawn(move || {
-                        let _ = tx.send(crate::net::lan_addresses());
+                        let _ = tx.send(crate::net::reachable_addresses(addr));
                         notify();
                     });
                     self.lan_rx = Some(rx);
@@ -383,10 +383,10 @@ pub(crate) fn server_ui(
         ui.horizontal(|ui| {
             ui.add_enabled_ui(idle, |ui| {
                 let addr = ui
-                    .add(egui::TextEdit::singleline(&mut state.bind_host).hint_text("0.0.0.0").desired_width(160.0))
+                    .add(egui::TextEdit::singleline(&mut state.bind_host).hint_text("::").desired_width(160.0))
                     .labelled_by(label.id);
                 watch(&addr, &mut edited, &mut entered);
-                addr.on_hover_text("0.0.0.0 listens on every network interface; 127.0.0.1 on this machine only");
+                addr.on_hover_text(":: listens on every network interface (IPv6 and IPv4), 0.0.0.0 on every IPv4 one; 127.0.0.1 on this machine only");
                 let port_label = ui.label("port");
                 let port_ok = tab.port_text.trim().parse::<u16>().is_ok();
                 let mut port = egui::TextEdit::singleline(&mut tab.port_text).desired_width(60.0);
@@ -521,7 +521,7 @@ fn listening_ui(ui: &mut Ui, addr: SocketAddr, root: &std::path::Path, lan: Opti
         let port = addr.port();
         let ip = addr.ip();
         if ip.is_loopback() {
-            ui.label("Only this machine can connect (a loopback address). To share with other machines, stop and listen on 0.0.0.0.");
+            ui.label("Only this machine can connect (a loopback address). To share with other machines, stop and listen on :: (every interface).");
             address_row(ui, addr);
         } else if ip.is_unspecified() {
             match lan {
