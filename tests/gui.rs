@@ -19,7 +19,9 @@ use ferry::protocol::hex;
 use ferry::server::{Server, ServerConfig, ServerEvent};
 use md5::{Digest, Md5};
 
-type App = Harness<'static, FerryApp>;
+#[path = "support/kittest.rs"]
+mod kittest;
+use kittest::{App, step_until};
 
 /// The window with native dialogs off (the typed-path fields stand in for them) and downloads
 /// going to `download_dir`.
@@ -31,21 +33,6 @@ fn app(download_dir: &Path) -> App {
         // make a double click.
         .with_step_dt(1.0 / 60.0)
         .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false).with_discovery(false))
-}
-
-/// Steps the UI until `done` holds; the workers run on their own threads meanwhile. `run()`
-/// would panic: spinners and progress bars keep asking for repaints.
-#[track_caller]
-fn step_until(h: &mut App, what: &str, timeout: Duration, done: impl Fn(&App) -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 const WAIT: Duration = Duration::from_secs(60);

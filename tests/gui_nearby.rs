@@ -3,6 +3,8 @@
 //! (an egui_kittest harness, no display needed) browses. Nothing reaches the real network.
 #![cfg(feature = "gui")]
 
+#[path = "support/kittest.rs"]
+mod kittest;
 #[path = "support/netns.rs"]
 mod netns;
 
@@ -14,9 +16,8 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use ferry::gui::{FerryApp, State, Tab};
+use kittest::{App, step_until};
 use netns::{NetPair, serve_announced};
-
-type App = Harness<'static, FerryApp>;
 
 fn instance() -> String {
     ferry::discovery::instance_name("photos", &ferry::discovery::machine_name())
@@ -84,20 +85,6 @@ fn the_nearby_list_explains_why_nothing_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let mut window = window_in(&pair, "nothing", &dir.path().join("unused"));
     wait_exit(&mut window, Duration::from_secs(60));
-}
-
-/// Steps the window until `done` holds (the workers run on their own threads meanwhile).
-#[track_caller]
-fn step_until(h: &mut App, what: &str, timeout: Duration, done: impl Fn(&App) -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// The window half of the tests above, run by them inside the browsing namespace.
