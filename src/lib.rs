@@ -3,6 +3,8 @@
 //! - [`protocol`]: the wire format (frames, control messages, the data section), pure code.
 //! - [`server`] and [`client`]: the engine; threads, sockets and files, reporting events on
 //!   crossbeam channels.
+//! - [`transport`]: what a connection runs over: TLS 1.3 with the host's identity, pinning and
+//!   the PIN as a PAKE, or plain TCP on request.
 //! - [`cli`]: the headless command line; `gui` (the default `gui` feature): the desktop window.
 
 pub mod cli;
@@ -17,3 +19,4 @@ pub mod protocol;
 pub mod rate;
 pub mod server;
 pub mod sink;
+pub mod transport;
