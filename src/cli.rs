@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::jobs::{EventKind, Jobs};
-use crate::client::{ClientError, ConnectOptions, Connection, DownloadRequest, md5sum_line};
+use crate::client::{ClientError, ConnectOptions, Connection, DownloadRequest, HostIdentity, md5sum_line};
 use crate::discovery::{self, AnnounceEvent, Announcement, Announcer, BrowseEvent, DiscoveryError, Reach};
 use crate::format;
 use crate::protocol::message::EntryKind;
@@ -19,6 +19,7 @@ use crate::protocol::names::Os;
 use crate::protocol::path::{Escaped, default_local_name};
 use crate::protocol::{hex, message};
 use crate::server::{DEFAULT_BIND, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_ADDRESS, Server, ServerConfig, ServerEvent};
+use crate::transport::Contact;
 
 /// Exit code for a verified download or any other success.
 pub const EXIT_OK: i32 = 0;
@@ -66,6 +67,10 @@ pub enum Command {
         /// Require a PIN from clients; with no value, a random 6-digit PIN is made and shown.
         #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "PIN")]
         pin: Option<String>,
+        /// Speak unencrypted protocol version 1 (for debugging with a packet capture; clients
+        /// must use --plain too). Anyone on the network can then read everything.
+        #[arg(long)]
+        plain: bool,
     },
     /// Find ferry hosts on the local network (mDNS); say why when none answers.
     Discover {
@@ -84,6 +89,13 @@ pub enum Command {
         /// The host's PIN, if it asks for one (or set FERRY_PIN).
         #[arg(long, env = "FERRY_PIN", hide_env_values = true)]
         pin: Option<String>,
+        /// Connect unencrypted (protocol version 1), to a host that runs with --plain.
+        #[arg(long)]
+        plain: bool,
+        /// Go on although the host's identity differs from the remembered one, and remember
+        /// the new one (only after comparing the colours with the host's screen).
+        #[arg(long)]
+        accept_new_identity: bool,
     },
     /// Download a file, verify its MD5, print "<md5>  <dest>" like md5sum.
     Get {
@@ -111,6 +123,13 @@ pub enum Command {
         /// is always so.
         #[arg(long)]
         windows_names: bool,
+        /// Connect unencrypted (protocol version 1), to a host that runs with --plain.
+        #[arg(long)]
+        plain: bool,
+        /// Go on although the host's identity differs from the remembered one, and remember
+        /// the new one (only after comparing the colours with the host's screen).
+        #[arg(long)]
+        accept_new_identity: bool,
     },
     /// Open the desktop window (what running ferry with no command does).
     Gui,
@@ -120,27 +139,38 @@ pub enum Command {
 /// window and returns when it closes.
 pub fn run(command: Command) -> i32 {
     match command {
-        Command::Serve { dir, bind, max_clients, max_per_address, idle_timeout, pin } => {
+        Command::Serve { dir, bind, max_clients, max_per_address, idle_timeout, pin, plain } => {
             let pin = pin.map(|p| if p.is_empty() { crate::server::random_pin() } else { p });
             let mut config = ServerConfig::new(dir, bind);
             config.max_clients = max_clients.max(1);
             config.max_per_address = max_per_address.max(1);
             config.idle_timeout = Duration::from_secs(idle_timeout.max(1));
             config.pin = pin.map(Into::into);
+            config.plain = plain;
             serve(config)
         }
         Command::Discover { timeout } => discover(Duration::from_secs(timeout.max(1))),
-        Command::Ls { addr, path, pin } => match host_address(&addr) {
-            Ok(addr) => ls(&addr, &path, pin),
+        Command::Ls { addr, path, pin, plain, accept_new_identity } => match host_address(&addr) {
+            Ok(addr) => {
+                let opts = ConnectOptions {
+                    pin: pin.map(Into::into),
+                    plain,
+                    accept_new_identity,
+                    ..ConnectOptions::remembering()
+                };
+                ls(&addr, &path, &opts)
+            }
             Err(code) => code,
         },
-        Command::Get { addr, path, output, force, pin, timeout, windows_names } => {
+        Command::Get { addr, path, output, force, pin, timeout, windows_names, plain, accept_new_identity } => {
             let names = if windows_names { Os::Windows } else { Os::current() };
             let opts = ConnectOptions {
                 pin: pin.map(Into::into),
                 io_timeout: Duration::from_secs(timeout.max(1)),
                 names,
-                ..Default::default()
+                plain,
+                accept_new_identity,
+                ..ConnectOptions::remembering()
             };
             match host_address(&addr) {
                 Ok(addr) => get(&addr, &path, output.as_deref(), force, &opts),
@@ -178,8 +208,17 @@ fn serve(config: ServerConfig) -> i32 {
     let mut announcer: Option<(Announcer, std::thread::JoinHandle<()>)> = None;
     for event in events.iter() {
         match event {
-            ServerEvent::Listening { addr, root } => {
+            ServerEvent::Listening { addr, root, identity } => {
                 log(format_args!("hosting {} at {addr} (read-only); Ctrl-C stops", root.display()));
+                match identity {
+                    Some(id) => {
+                        log(format_args!("encrypted (TLS 1.3); this host's identity: {}", id.groups()));
+                        if std::io::stdout().is_terminal() {
+                            println!("{}", crate::format::identity_strip(&id));
+                        }
+                    }
+                    None => log(format_args!("UNENCRYPTED (--plain): anyone on the network can read everything")),
+                }
                 if addr.ip().is_unspecified() {
                     let lan: Vec<String> = crate::net::reachable_addresses(addr)
                         .iter()
@@ -419,12 +458,37 @@ fn connect_error(e: ClientError) -> i32 {
     EXIT_FAILURE
 }
 
-fn ls(addr: &str, path: &str, pin: Option<String>) -> i32 {
-    let opts = ConnectOptions { pin: pin.map(Into::into), ..Default::default() };
-    let mut conn = match Connection::connect(addr, &opts) {
+/// Tells the person who answered, when it is news: a first contact (compare the colours with
+/// the host's screen) or an identity they just accepted. On stderr, so stdout stays clean.
+fn report_identity(identity: Option<&HostIdentity>, opts: &ConnectOptions) {
+    let Some(id) = identity else {
+        eprintln!("ferry: UNENCRYPTED connection (--plain): anyone on the network can read it");
+        return;
+    };
+    let remembered = match &opts.known_hosts {
+        Some(path) => format!("remembered in {}", path.display()),
+        None => "not remembered".to_string(),
+    };
+    let proven = if id.pin_verified { "; the PIN exchange proved it is the host with that PIN" } else { "" };
+    let headline = match id.contact {
+        Contact::Known => return,
+        Contact::First => "new host: compare these colours and groups with the host's screen",
+        Contact::Changed { .. } => "accepted the host's NEW identity",
+    };
+    eprintln!("ferry: {headline}{proven}");
+    eprintln!("  {}  identity {}", id.host, id.fingerprint.groups());
+    if std::io::stderr().is_terminal() {
+        eprintln!("  {}", crate::format::identity_strip(&id.fingerprint));
+    }
+    eprintln!("  ({remembered})");
+}
+
+fn ls(addr: &str, path: &str, opts: &ConnectOptions) -> i32 {
+    let mut conn = match Connection::connect(addr, opts) {
         Ok(c) => c,
         Err(e) => return connect_error(e),
     };
+    report_identity(conn.identity(), opts);
     let mut listing = match conn.list(path) {
         Ok(l) => l,
         Err(e) => return connect_error(e),
@@ -489,7 +553,8 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
     loop {
         let Ok(event) = events.recv() else { break EXIT_FAILURE };
         match event.kind {
-            EventKind::Connected { .. } | EventKind::Listing(_) | EventKind::ListFailed { .. } => {}
+            EventKind::Connected { identity, .. } => report_identity(identity.as_ref(), opts),
+            EventKind::Listing(_) | EventKind::ListFailed { .. } => {}
             EventKind::Progress { done, total, bytes_per_sec } => {
                 if tty {
                     let b = bar.get_or_insert_with(|| {

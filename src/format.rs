@@ -71,6 +71,48 @@ pub fn grouped_hex(hex: &str) -> String {
 
 pub use crate::rate::RateMeter;
 
+/// The sixteen colours of ferry's fingerprints (the window's checksum and identity strips),
+/// far apart from each other, each with a name to read out across the room.
+pub const PALETTE: [([u8; 3], &str); 16] = [
+    ([230, 25, 75], "red"),
+    ([60, 180, 75], "green"),
+    ([255, 225, 25], "yellow"),
+    ([67, 99, 216], "blue"),
+    ([245, 130, 49], "orange"),
+    ([145, 30, 180], "purple"),
+    ([66, 212, 244], "cyan"),
+    ([240, 50, 230], "magenta"),
+    ([191, 239, 69], "lime"),
+    ([250, 190, 212], "pink"),
+    ([70, 153, 144], "teal"),
+    ([220, 190, 255], "lavender"),
+    ([154, 99, 36], "brown"),
+    ([128, 0, 0], "maroon"),
+    ([0, 0, 117], "navy"),
+    ([128, 128, 0], "olive"),
+];
+
+/// A host identity's colour swatches (indices into [`PALETTE`]): sixteen, each folding two
+/// bytes of the fingerprint into four bits, so any single changed bit changes one swatch.
+pub fn identity_swatches(fp: &crate::transport::Fingerprint) -> [usize; 16] {
+    std::array::from_fn(|i| {
+        let x = fp.0[2 * i] ^ fp.0[2 * i + 1];
+        usize::from((x >> 4) ^ (x & 0x0f))
+    })
+}
+
+/// The identity's swatches as a strip of coloured blocks for a terminal (24-bit colour).
+pub fn identity_strip(fp: &crate::transport::Fingerprint) -> String {
+    identity_swatches(fp)
+        .iter()
+        .map(|&i| {
+            let [r, g, b] = PALETTE[i].0;
+            format!("\x1b[48;2;{r};{g};{b}m  \x1b[0m")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +138,25 @@ mod tests {
     #[test]
     fn hex_is_grouped_by_eight() {
         assert_eq!(grouped_hex("d41d8cd98f00b204e9800998ecf8427e"), "d41d8cd9 8f00b204 e9800998 ecf8427e");
+    }
+
+    #[test]
+    fn identity_swatches_change_one_at_a_time() {
+        let a = crate::transport::Fingerprint([0x5a; 32]);
+        let mut b = a;
+        b.0[7] ^= 0x10;
+        let (sa, sb) = (identity_swatches(&a), identity_swatches(&b));
+        assert_eq!(sa.iter().zip(&sb).filter(|(x, y)| x != y).count(), 1);
+        assert_eq!(identity_strip(&a).matches("\x1b[48;2;").count(), 16);
+    }
+
+    #[cfg(feature = "gui")]
+    #[test]
+    fn the_palette_is_the_windows_palette() {
+        for (i, (rgb, name)) in PALETTE.iter().enumerate() {
+            let (c, n) = crate::gui::verdict::PALETTE[i];
+            assert_eq!((c.r(), c.g(), c.b(), n), (rgb[0], rgb[1], rgb[2], *name));
+        }
     }
 }
 

@@ -16,6 +16,9 @@ fn connect(addr: &str, pin: Option<&str>) -> Result<Connection, ClientError> {
 fn refused_code(r: Result<Connection, ClientError>) -> ErrorCode {
     match r {
         Err(ClientError::Refused(e)) => e.error,
+        // Inside TLS the client finds a wrong PIN itself, from the host's confirmation of the
+        // PIN exchange, and stops: the host counts that as a wrong PIN.
+        Err(ClientError::WrongPin) => ErrorCode::Unauthorized,
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("connected without the right PIN"),
     }

@@ -79,10 +79,11 @@ fn get_exits_2_on_a_checksum_mismatch_and_saves_nothing() {
     let share = tempfile::tempdir().unwrap();
     let bytes = random_bytes(1024 * 1024, 22);
     std::fs::write(share.path().join("c.bin"), &bytes).unwrap();
-    let serve = ServeProcess::start(share.path(), &[]);
+    // Plain on both sides: inside TLS a flipped byte never reaches the MD5 (tests/tls.rs).
+    let serve = ServeProcess::start(share.path(), &["--plain"]);
     let relay = Relay::start(serve.addr.parse().unwrap(), Tamper::FlipByteAt(300_000));
     let here = tempfile::tempdir().unwrap();
-    let out = ferry(&["get", &relay.addr.to_string(), "c.bin"], here.path());
+    let out = ferry(&["get", "--plain", &relay.addr.to_string(), "c.bin"], here.path());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("MISMATCH"), "{err}");

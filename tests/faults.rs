@@ -186,15 +186,14 @@ fn a_host_killed_mid_transfer_and_restarted_resumes_to_a_verified_file() {
 fn a_client_that_stops_reading_is_timed_out_and_freed() {
     let srv = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(500));
     srv.put("big.bin", random_bytes(32 * 1024 * 1024, 36));
-    let s = std::net::TcpStream::connect(srv.addr).unwrap();
-    // A tiny receive buffer so the server's sends block quickly.
-    let mut w = &s;
+    let mut s = ferry::transport::connect(std::net::TcpStream::connect(srv.addr).unwrap()).unwrap();
     let mut wire = Vec::new();
-    ferry::protocol::frame::write_control(&mut wire, &serde_json::json!({"op":"hello","version":1,"client":"stall"}))
+    ferry::protocol::frame::write_control(&mut wire, &serde_json::json!({"op":"hello","version":2,"client":"stall"}))
         .unwrap();
     ferry::protocol::frame::write_control(&mut wire, &serde_json::json!({"op":"get","path":"big.bin","offset":0}))
         .unwrap();
-    std::io::Write::write_all(&mut w, &wire).unwrap();
+    std::io::Write::write_all(&mut s, &wire).unwrap();
+    std::io::Write::flush(&mut s).unwrap();
     // Never read. The server must give up on its own.
     let t = Instant::now();
     let gone = wait_for(&srv.events, Duration::from_secs(20), |e| matches!(e, ServerEvent::ClientDisconnected { .. }));

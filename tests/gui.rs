@@ -211,6 +211,58 @@ fn relay(upstream: SocketAddr, flip_at: Option<u64>, pause: Duration) -> SocketA
     addr
 }
 
+/// A host that speaks version 2 like ferry (TLS, its own identity) and serves one file whose
+/// bytes are damaged at `flip_at` after leaving the disk, with the true file's digest as the
+/// trailer: inside TLS, nothing between the machines can damage bytes unnoticed, so the
+/// damage happens at the host.
+fn corrupting_host(name: &'static str, data: Vec<u8>, flip_at: usize) -> SocketAddr {
+    use ferry::protocol::frame;
+    use serde_json::json;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tls = ferry::transport::HostTls::new(&ferry::transport::Identity::generate().unwrap()).unwrap();
+    let data = std::sync::Arc::new(data);
+    thread::spawn(move || {
+        for tcp in listener.incoming().take(8) {
+            let Ok(tcp) = tcp else { break };
+            let (tls, data) = (tls.clone(), data.clone());
+            thread::spawn(move || {
+                tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let Ok(mut s) = tls.accept(tcp) else { return };
+                let answer = |s: &mut ferry::transport::Stream, v: serde_json::Value| {
+                    let mut out = Vec::new();
+                    frame::write_control(&mut out, &v).unwrap();
+                    s.write_all(&out).and_then(|()| s.flush())
+                };
+                while let Ok(req) = frame::read_frame(&mut s, frame::MAX_REQUEST_LEN) {
+                    let req: serde_json::Value = serde_json::from_slice(&req).unwrap();
+                    let sent = match req["op"].as_str() {
+                        Some("hello") => answer(&mut s, json!({"ok":true,"version":2,"server":"bad","name":"share"})),
+                        Some("list") => answer(
+                            &mut s,
+                            json!({"ok":true,"path":"","entries":[{"name":name,"kind":"file","size":data.len()}]}),
+                        ),
+                        Some("get") => {
+                            let mut damaged = data.to_vec();
+                            damaged[flip_at] ^= 0x01;
+                            let _ = answer(&mut s, json!({"ok":true,"size":data.len(),"offset":0}));
+                            let mut section = frame::encode_header(data.len() as u64).to_vec();
+                            section.extend_from_slice(&damaged);
+                            section.extend_from_slice(&md5_of(&data));
+                            s.write_all(&section).and_then(|()| s.flush())
+                        }
+                        _ => answer(&mut s, json!({"ok":false,"error":"unsupported","message":"no"})),
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 fn spawn_server(root: &Path) -> (Server, SocketAddr) {
     let (server, events) = Server::spawn(ServerConfig::new(root, "127.0.0.1:0"), None);
     for event in events.iter() {
@@ -225,15 +277,12 @@ fn spawn_server(root: &Path) -> (Server, SocketAddr) {
 
 #[test]
 fn a_corrupted_transfer_shows_mismatch_and_saves_nothing() {
-    let share = tempfile::tempdir().unwrap();
     let downloads = tempfile::tempdir().unwrap();
     let data = test_bytes(4 * 1024 * 1024, 11);
-    std::fs::write(share.path().join("video.mp4"), &data).unwrap();
-    let (_server, upstream) = spawn_server(share.path());
-    let relay = relay(upstream, Some(2 * 1024 * 1024 + 12_345), Duration::ZERO);
+    let host = corrupting_host("video.mp4", data.clone(), 2 * 1024 * 1024 + 12_345);
 
     let mut h = app(downloads.path());
-    connect_from_client_tab(&mut h, &relay.to_string());
+    connect_from_client_tab(&mut h, &host.to_string());
     step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("video.mp4").is_some());
     click(&mut h, "video.mp4");
     click(&mut h, "Download");

@@ -3,7 +3,9 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
+
+use ferry::transport::{HostTls, Stream};
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::thread;
@@ -17,19 +19,22 @@ use support::*;
 
 /// A fake server: answers each connection's hello properly, then runs `script` on the socket.
 /// Connections are served one after the other, for as long as the test runs.
-fn fake_server(script: impl Fn(&mut TcpStream) + Send + 'static) -> SocketAddr {
+fn fake_server(script: impl Fn(&mut Stream) + Send + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    // It speaks version 2 like a real host: TLS with an identity, then hostile frames.
+    let tls = HostTls::new(&test_identity()).unwrap();
     thread::spawn(move || {
         for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
+            let Ok(s) = s else { continue };
             // Bounded, so a test that fails half-way cannot leave this thread stuck.
             s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let Ok(mut s) = tls.accept(s) else { continue };
             if frame::read_frame(&mut s, frame::MAX_REQUEST_LEN).is_err() {
                 continue;
             }
             let mut out = Vec::new();
-            frame::write_control(&mut out, &json!({"ok":true,"version":1,"server":"fake","name":"../../etc"})).unwrap();
+            frame::write_control(&mut out, &json!({"ok":true,"version":2,"server":"fake","name":"../../etc"})).unwrap();
             if s.write_all(&out).is_ok() {
                 script(&mut s);
             }
@@ -40,12 +45,12 @@ fn fake_server(script: impl Fn(&mut TcpStream) + Send + 'static) -> SocketAddr {
 
 /// Keeps the connection open until the client hangs up (bounded by the read timeout), so the
 /// client meets what it was sent rather than a closed socket.
-fn hold_open(s: &mut TcpStream) {
+fn hold_open(s: &mut Stream) {
     let mut sink = [0u8; 4096];
     while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
 }
 
-fn reply(s: &mut TcpStream, v: serde_json::Value) {
+fn reply(s: &mut Stream, v: serde_json::Value) {
     let mut out = Vec::new();
     frame::write_control(&mut out, &v).unwrap();
     s.write_all(&out).unwrap();

@@ -29,7 +29,8 @@ fn generated_traversal_corpus_is_refused_or_confined() {
     std::fs::create_dir(outside.path().join("dir")).unwrap();
     std::fs::write(outside.path().join("dir/secret.txt"), SECRET).unwrap();
 
-    let srv = TestServer::start();
+    // Raw frames in the clear: a plain host (the same checks run inside TLS).
+    let srv = TestServer::start_plain();
     let inside: &[u8] = b"inside";
     srv.put("sub/inside.txt", inside.to_vec());
     #[cfg(unix)] // control characters are not allowed in Windows file names

@@ -1,4 +1,6 @@
 //! The server, driven over raw sockets byte by byte: what a hostile or sloppy client sees.
+//! These speak the frames in the clear, so they run against a plain (version 1, `--plain`)
+//! host; inside TLS the frames are the same (tests/tls.rs drives version 2 itself).
 
 mod support;
 
@@ -81,7 +83,7 @@ fn error_code(v: &Value) -> &str {
 
 #[test]
 fn hello_reply_names_version_server_and_folder() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     let mut r = Raw::connect(srv.addr);
     let v = r.call(&json!({"op":"hello","version":1,"client":"x"}));
     assert_eq!(v["ok"], true);
@@ -92,7 +94,7 @@ fn hello_reply_names_version_server_and_folder() {
 
 #[test]
 fn wrong_version_is_refused_and_closed() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     let mut r = Raw::connect(srv.addr);
     let v = r.call(&json!({"op":"hello","version":2,"client":"future"}));
     assert_eq!(error_code(&v), "unsupported_version");
@@ -101,7 +103,7 @@ fn wrong_version_is_refused_and_closed() {
 
 #[test]
 fn first_request_must_be_hello() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     let mut r = Raw::connect(srv.addr);
     let v = r.call(&json!({"op":"list","path":""}));
     assert_eq!(error_code(&v), "bad_request");
@@ -110,7 +112,7 @@ fn first_request_must_be_hello() {
 
 #[test]
 fn sticky_requests_in_one_write_are_answered_in_order() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     let bytes = srv.put("s.bin", random_bytes(5000, 1));
     let mut r = Raw::connect(srv.addr);
     // hello, list and get glued into a single write: the "sticky packets" case.
@@ -132,7 +134,7 @@ fn sticky_requests_in_one_write_are_answered_in_order() {
 
 #[test]
 fn requests_dribbled_one_byte_at_a_time_are_understood() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     srv.put("d.txt", b"dribble".to_vec());
     let mut r = Raw::connect(srv.addr);
     r.s.set_nodelay(true).unwrap();
@@ -148,7 +150,7 @@ fn requests_dribbled_one_byte_at_a_time_are_understood() {
 
 #[test]
 fn bad_json_and_unknown_ops_are_answered_and_the_connection_stays_usable() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     srv.put("a.txt", b"a".to_vec());
     let mut r = Raw::hello(srv.addr);
     assert_eq!(error_code(&r.call_raw(b"this is not json")), "bad_request");
@@ -169,7 +171,7 @@ fn bad_json_and_unknown_ops_are_answered_and_the_connection_stays_usable() {
 
 #[test]
 fn huge_length_prefix_is_refused_with_too_large_and_closed() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     let mut r = Raw::hello(srv.addr);
     r.send_bytes(&[0xff; 8]); // 18 EB announced; nothing follows
     assert_eq!(error_code(&r.reply()), "too_large");
@@ -184,7 +186,7 @@ fn huge_length_prefix_is_refused_with_too_large_and_closed() {
 
 #[test]
 fn request_of_exactly_64_kib_is_accepted() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     let mut r = Raw::hello(srv.addr);
     let mut payload = br#"{"op":"list","path":"","pad":""#.to_vec();
     let tail = br#""}"#;
@@ -198,7 +200,7 @@ fn request_of_exactly_64_kib_is_accepted() {
 fn every_hostile_path_form_is_refused() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret.txt"), b"top secret").unwrap();
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     srv.put("sub/ok.txt", b"fine".to_vec());
     // Links need a Unix host (on Windows: admin rights or developer mode; Wine 8 cannot
     // follow the links it makes); the path forms below are checked everywhere.
@@ -266,7 +268,7 @@ fn every_hostile_path_form_is_refused() {
 
 #[test]
 fn not_found_is_directory_and_not_a_directory() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     srv.put("dir/f.txt", b"x".to_vec());
     let mut r = Raw::hello(srv.addr);
     assert_eq!(error_code(&r.call(&json!({"op":"get","path":"missing","offset":0}))), "not_found");
@@ -278,7 +280,7 @@ fn not_found_is_directory_and_not_a_directory() {
 
 #[test]
 fn listing_lists_folders_first_with_sizes_and_times() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     srv.put("b.txt", vec![0; 10]);
     srv.put("a.txt", vec![0; 20]);
     srv.put("zdir/x", vec![]);
@@ -298,7 +300,10 @@ fn listing_lists_folders_first_with_sizes_and_times() {
 
 #[test]
 fn past_the_client_cap_a_new_client_is_told_busy() {
-    let srv = TestServer::start_with(|c| c.max_clients = 2);
+    let srv = TestServer::start_with(|c| {
+        c.plain = true;
+        c.max_clients = 2;
+    });
     let _a = Raw::hello(srv.addr);
     let _b = Raw::hello(srv.addr);
     let mut c = Raw::connect(srv.addr);
@@ -316,7 +321,10 @@ fn past_the_client_cap_a_new_client_is_told_busy() {
 
 #[test]
 fn idle_connections_time_out() {
-    let srv = TestServer::start_with(|c| c.idle_timeout = Duration::from_millis(300));
+    let srv = TestServer::start_with(|c| {
+        c.plain = true;
+        c.idle_timeout = Duration::from_millis(300);
+    });
     let mut r = Raw::hello(srv.addr);
     let t = Instant::now();
     assert!(r.closed(), "the idle connection was closed");
@@ -325,7 +333,7 @@ fn idle_connections_time_out() {
 
 #[test]
 fn stop_closes_the_listener_and_every_connection() {
-    let mut srv = TestServer::start();
+    let mut srv = TestServer::start_plain();
     let mut a = Raw::hello(srv.addr);
     let mut b = Raw::hello(srv.addr);
     let addr = srv.addr;
@@ -367,8 +375,11 @@ fn missing_folder_is_reported_not_panicked() {
 }
 
 #[test]
-fn pin_is_required_when_set() {
-    let srv = TestServer::start_with(|c| c.pin = Some("4711".into()));
+fn plain_pin_is_required_when_set() {
+    let srv = TestServer::start_with(|c| {
+        c.plain = true;
+        c.pin = Some("4711".into());
+    });
     let mut r = Raw::connect(srv.addr);
     assert_eq!(error_code(&r.call(&json!({"op":"hello","version":1,"client":"x"}))), "unauthorized");
     let mut r = Raw::connect(srv.addr);
@@ -385,8 +396,9 @@ fn a_server_stopped_before_it_listens_still_stops() {
     std::thread::spawn(move || {
         for _ in 0..200 {
             let dir = tempfile::tempdir().unwrap();
-            let (server, _events) =
-                ferry::server::Server::spawn(ferry::server::ServerConfig::new(dir.path(), "127.0.0.1:0"), None);
+            let mut config = ferry::server::ServerConfig::new(dir.path(), "127.0.0.1:0");
+            config.identity = Some(test_identity());
+            let (server, _events) = ferry::server::Server::spawn(config, None);
             server.stop_and_join();
         }
         done_tx.send(()).unwrap();

@@ -16,7 +16,16 @@ use ferry::server::ServerEvent;
 use support::*;
 
 fn download(addr: &str, path: &str, dest: &std::path::Path) -> Result<Outcome, ClientError> {
-    let mut conn = Connection::connect(addr, &ConnectOptions::default())?;
+    download_with(addr, path, dest, &ConnectOptions::default())
+}
+
+fn download_with(
+    addr: &str,
+    path: &str,
+    dest: &std::path::Path,
+    opts: &ConnectOptions,
+) -> Result<Outcome, ClientError> {
+    let mut conn = Connection::connect(addr, opts)?;
     let req = DownloadRequest { path: path.into(), dest: dest.to_path_buf(), overwrite: false };
     conn.download(&req, &CancelToken::new(), &mut |_| {})
 }
@@ -151,13 +160,15 @@ fn part_longer_than_the_remote_file_restarts_from_zero() {
 
 #[test]
 fn corrupted_byte_in_flight_is_a_mismatch_and_no_final_file() {
-    let srv = TestServer::start();
+    // Plain on both sides: inside TLS a flipped byte never reaches the MD5 (tests/tls.rs).
+    let srv = TestServer::start_plain();
     let bytes = srv.put("c.bin", random_bytes(1024 * 1024, 7));
     // Well past the hello reply, the get reply and the data prefix: inside the file's bytes.
     let relay = Relay::start(srv.addr, Tamper::FlipByteAt(200_000));
     let out = tempfile::tempdir().unwrap();
     let dest = dest_in(&out, "c.bin");
-    match download(&relay.addr.to_string(), "c.bin", &dest).unwrap() {
+    let plain = ConnectOptions { plain: true, ..Default::default() };
+    match download_with(&relay.addr.to_string(), "c.bin", &dest, &plain).unwrap() {
         Outcome::Mismatch { expected, actual, size } => {
             assert_eq!(hex(&expected), md5_hex(&bytes), "the host's digest is the true one");
             assert_ne!(expected, actual);

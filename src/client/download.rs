@@ -169,7 +169,7 @@ fn download_on(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome, ClientError> {
-    cancel.attach(&conn.stream);
+    cancel.attach(&conn.tcp);
     let rules = conn.names;
     let (dest, renamed) = local_dest(req, rules)?;
     let dest = &dest;

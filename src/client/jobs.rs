@@ -33,7 +33,9 @@ pub struct ClientEvent {
 #[derive(Debug)]
 pub enum EventKind {
     /// `hello` succeeded.
-    Connected { server: HelloReply, peer: SocketAddr },
+    /// `identity` is who answered an encrypted connection and how that compares with what was
+    /// remembered (`None` on a plain one).
+    Connected { server: HelloReply, peer: SocketAddr, identity: Option<super::HostIdentity> },
     /// A folder listing arrived (browse sessions).
     Listing(ListReply),
     /// A listing was refused; the session goes on.
@@ -206,7 +208,11 @@ fn run_download(
     // The partial file of the name the download is saved under.
     let part = local_dest(req, opts.names).map_or_else(|_| part_path(&req.dest), |(dest, _)| part_path(&dest));
     let result = Connection::connect_with(addr, opts, Some(cancel)).and_then(|mut conn| {
-        emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
+        emit(EventKind::Connected {
+            server: conn.server().clone(),
+            peer: conn.peer(),
+            identity: conn.identity().cloned(),
+        });
         #[cfg(test)]
         crate::sink::panic_if_injected(&req.path);
         let mut rate = crate::rate::RateMeter::default();
@@ -251,7 +257,7 @@ fn run_browse(
             return;
         }
     };
-    emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer() });
+    emit(EventKind::Connected { server: conn.server().clone(), peer: conn.peer(), identity: conn.identity().cloned() });
     loop {
         let path = match commands.recv_timeout(WATCH_EVERY) {
             Ok(BrowseCommand::List(path)) => {

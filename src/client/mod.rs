@@ -27,11 +27,17 @@ pub use download::{DownloadRequest, Outcome, Progress, Renamed, local_dest};
 pub use jobs::{ClientEvent, EventKind, JobId};
 pub use partial::{PartialRecord, part_path, record_path};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use crate::protocol::data::DataError;
 use crate::protocol::frame::{self, FrameError, MAX_RESPONSE_LEN};
-use crate::protocol::message::{ErrorReply, HelloReply, ListReply, Request, Secret, parse_reply};
+use crate::protocol::message::{
+    ConfirmReply, ErrorCode, ErrorReply, HelloReply, ListReply, Request, Secret, parse_reply,
+};
 use crate::protocol::names::Os;
-use crate::protocol::{Md5Digest, VERSION, hex};
+use crate::protocol::{Md5Digest, PLAIN_VERSION, VERSION, hex};
+use crate::transport::{self, Contact, Fingerprint, KnownHosts, Stream, pake};
 
 /// The port used when an address names none.
 pub const DEFAULT_PORT: u16 = 7878;
@@ -49,6 +55,13 @@ pub struct ConnectOptions {
     /// The rules saved file names must follow: this system's by default; `Os::Windows` keeps
     /// every name valid on Windows too (for a drive that Windows will read).
     pub names: Os,
+    /// Speak plain version 1 instead of TLS (`--plain`; the host must be plain too).
+    pub plain: bool,
+    /// Where hosts' identities are remembered ([`KnownHosts::default_path`] for the fronts).
+    /// `None` remembers nothing: every connection is a first contact.
+    pub known_hosts: Option<PathBuf>,
+    /// Go on when a known host shows a different identity, and remember the new one.
+    pub accept_new_identity: bool,
 }
 
 impl Default for ConnectOptions {
@@ -58,8 +71,30 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(60),
             names: Os::current(),
+            plain: false,
+            known_hosts: None,
+            accept_new_identity: false,
         }
     }
+}
+
+impl ConnectOptions {
+    /// The defaults plus the known-hosts file in the configuration folder: what the command
+    /// line and the window use.
+    pub fn remembering() -> Self {
+        ConnectOptions { known_hosts: KnownHosts::default_path(), ..Default::default() }
+    }
+}
+
+/// Who answered an encrypted connection, and how that compares with what was known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity {
+    /// The name the host is remembered under (`host:port`).
+    pub host: String,
+    pub fingerprint: Fingerprint,
+    pub contact: Contact,
+    /// The host proved it knows the PIN in this session (so no one was in between).
+    pub pin_verified: bool,
 }
 
 /// Everything that can end a client operation other than a verdict.
@@ -71,6 +106,25 @@ pub enum ClientError {
     Connect { addr: String, source: io::Error },
     #[error("the server turned the connection away: {0}")]
     Refused(ErrorReply),
+    #[error("cannot set up an encrypted connection with {addr}: {reason}")]
+    Handshake { addr: String, reason: String },
+    #[error(
+        "the host at {host} has a DIFFERENT IDENTITY than before: it was {} and is now {}. \
+         Either it made a new key (ferry reinstalled, another machine at that address), or \
+         someone is between you and the host. Compare the colours on the host's screen; only \
+         if they match, accept the new identity (ferry: --accept-new-identity)",
+        .known.groups(), .seen.groups()
+    )]
+    IdentityChanged { host: String, known: Fingerprint, seen: Fingerprint },
+    #[error("wrong PIN, or someone between you and the host (the PIN exchange failed; the PIN itself was not sent)")]
+    WrongPin,
+    #[error(
+        "a PIN was given but this host did not ask for one: it may not be the host you meant \
+         (connect without a PIN to go on anyway)"
+    )]
+    PinNotAsked,
+    #[error("the host speaks only encrypted connections (protocol version 2): connect without --plain")]
+    TlsRequired,
     #[error("the server refused: {0}")]
     Server(ErrorReply),
     #[error("protocol error: {0}")]
@@ -186,11 +240,14 @@ pub fn resolve_addr(addr: &str) -> Result<Vec<SocketAddr>, ClientError> {
     Ok(found)
 }
 
-/// A connection to a ferry server, past `hello`.
+/// A connection to a ferry server, past `hello` (and the PIN exchange).
 pub struct Connection {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
+    /// The socket beneath, for cancelling from another thread.
+    tcp: TcpStream,
+    /// Reads go through the buffer; requests are written to the stream beneath it.
+    reader: BufReader<Stream>,
     hello: HelloReply,
+    identity: Option<HostIdentity>,
     peer: SocketAddr,
     timeout: Duration,
     /// The timeout the connection was opened with; `timeout` is longer while a host may be
@@ -252,14 +309,19 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         stream.set_read_timeout(Some(opts.io_timeout)).map_err(|e| ClientError::Lost(e.to_string()))?;
         stream.set_write_timeout(Some(opts.io_timeout)).map_err(|e| ClientError::Lost(e.to_string()))?;
-        let reader = BufReader::with_capacity(
-            crate::protocol::data::CHUNK,
-            stream.try_clone().map_err(|e| ClientError::Lost(e.to_string()))?,
-        );
+        let tcp = stream.try_clone().map_err(|e| ClientError::Lost(e.to_string()))?;
+        let (stream, identity) = if opts.plain {
+            (Stream::Plain(stream), None)
+        } else {
+            let stream = transport::connect(stream).map_err(|e| handshake_error(addr, e, opts.io_timeout))?;
+            let identity = check_identity(addr, &stream, opts)?;
+            (stream, Some(identity))
+        };
         let mut conn = Connection {
-            stream,
-            reader,
-            hello: HelloReply { version: 0, server: String::new(), name: String::new() },
+            tcp,
+            reader: BufReader::with_capacity(crate::protocol::data::CHUNK, stream),
+            hello: HelloReply::default(),
+            identity,
             peer,
             timeout: opts.io_timeout,
             base_timeout: opts.io_timeout,
@@ -269,18 +331,17 @@ impl Connection {
             unread_acks: 0,
             names: opts.names,
         };
-        let hello = Request::Hello {
-            version: VERSION,
-            client: CLIENT_NAME.into(),
-            pin: opts.pin.clone(),
-            instance: Some(instance_id().to_string()),
-        };
-        conn.hello = match conn.request::<HelloReply>(&hello)? {
-            Ok(h) => h,
-            Err(e) => return Err(ClientError::Refused(e)),
-        };
-        if conn.hello.version != VERSION {
-            return Err(ClientError::Protocol(format!("the server speaks version {}", conn.hello.version)));
+        let result = conn.hello(opts);
+        if result.is_err() && cancel.is_some_and(CancelToken::is_cancelled) {
+            return Err(ClientError::Cancelled);
+        }
+        result?;
+        if let (Some(id), Some(path)) = (&conn.identity, &opts.known_hosts)
+            && id.contact != Contact::Known
+        {
+            KnownHosts::new(path)
+                .remember(&id.host, id.fingerprint)
+                .map_err(ClientError::local("cannot remember the host's identity in", path))?;
         }
         Ok(conn)
     }
@@ -288,14 +349,72 @@ impl Connection {
     /// Waits `extra` longer than usual for the host's next bytes (zero: back to usual).
     pub(crate) fn set_patience(&mut self, extra: Duration) {
         let wanted = self.base_timeout + extra;
-        if wanted != self.timeout && self.stream.set_read_timeout(Some(wanted)).is_ok() {
+        if wanted != self.timeout && self.tcp.set_read_timeout(Some(wanted)).is_ok() {
             self.timeout = wanted;
         }
+    }
+
+    /// `hello`, and on an encrypted connection with a PIN, the PIN exchange.
+    fn hello(&mut self, opts: &ConnectOptions) -> Result<(), ClientError> {
+        let exporter = self.reader.get_ref().exporter();
+        let instance = Some(instance_id().to_string());
+        let (version, pake_state, hello) = match exporter {
+            None => {
+                let pin = opts.pin.clone();
+                (
+                    PLAIN_VERSION,
+                    None,
+                    Request::Hello { version: PLAIN_VERSION, client: CLIENT_NAME.into(), pin, pake: None, instance },
+                )
+            }
+            Some(_) => {
+                let (state, msg_a) = opts.pin.as_ref().map(|p| pake::client_start(p.expose())).unzip();
+                let pake = msg_a.map(|a| BASE64.encode(a));
+                (
+                    VERSION,
+                    state,
+                    Request::Hello { version: VERSION, client: CLIENT_NAME.into(), pin: None, pake, instance },
+                )
+            }
+        };
+        self.hello = match self.request::<HelloReply>(&hello)? {
+            Ok(h) => h,
+            Err(e) if e.error == ErrorCode::TlsRequired => return Err(ClientError::TlsRequired),
+            Err(e) => return Err(ClientError::Refused(e)),
+        };
+        if self.hello.version != version {
+            return Err(ClientError::Protocol(format!("the server speaks version {}", self.hello.version)));
+        }
+        let (Some(state), Some(exporter)) = (pake_state, exporter) else { return Ok(()) };
+        let (Some(msg_b), Some(host_confirm)) = (self.hello.pake.take(), self.hello.confirm.take()) else {
+            return Err(ClientError::PinNotAsked);
+        };
+        let decode = |s: &str| {
+            BASE64.decode(s.as_bytes()).map_err(|_| ClientError::Protocol("bad base64 in the PIN exchange".into()))
+        };
+        let mac = match state.finish(&decode(&msg_b)?, &decode(&host_confirm)?, &exporter) {
+            Ok(mac) => mac,
+            // A malformed answer means the same as a wrong one: not the host with this PIN.
+            Err(pake::PakeError::Mismatch | pake::PakeError::Malformed) => return Err(ClientError::WrongPin),
+        };
+        match self.request::<ConfirmReply>(&Request::Confirm { mac: BASE64.encode(mac) })? {
+            Ok(reply) => self.hello.name = reply.name,
+            Err(e) => return Err(ClientError::Refused(e)),
+        }
+        if let Some(id) = &mut self.identity {
+            id.pin_verified = true;
+        }
+        Ok(())
     }
 
     /// What the server said in `hello`.
     pub fn server(&self) -> &HelloReply {
         &self.hello
+    }
+
+    /// Who answered (`None` on a plain connection).
+    pub fn identity(&self) -> Option<&HostIdentity> {
+        self.identity.as_ref()
     }
 
     /// The server's address.
@@ -306,14 +425,14 @@ impl Connection {
     /// Whether the host has closed (or reset) the connection, checked between requests without
     /// blocking and without consuming anything.
     pub fn peer_closed(&self) -> bool {
-        if !self.reader.buffer().is_empty() || self.stream.set_nonblocking(true).is_err() {
+        if !self.reader.buffer().is_empty() || self.tcp.set_nonblocking(true).is_err() {
             return false;
         }
-        let closed = match self.stream.peek(&mut [0u8; 1]) {
+        let closed = match self.tcp.peek(&mut [0u8; 1]) {
             Ok(n) => n == 0,
             Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
         };
-        let _ = self.stream.set_nonblocking(false);
+        let _ = self.tcp.set_nonblocking(false);
         closed
     }
 
@@ -325,7 +444,8 @@ impl Connection {
         }
         self.out.clear();
         frame::write_control(&mut self.out, req).expect("writing to a Vec cannot fail");
-        self.stream.write_all(&self.out).map_err(|e| ClientError::from_io(e, self.timeout))?;
+        let stream = self.reader.get_mut();
+        stream.write_all(&self.out).and_then(|()| stream.flush()).map_err(|e| ClientError::from_io(e, self.timeout))?;
         // Replies come in order: first those to the verdicts sent since the last request
         // (`{"ok":true}`, or `unsupported` from an older server; either is fine).
         while self.unread_acks > 0 {
@@ -346,7 +466,8 @@ impl Connection {
         self.out.clear();
         let verdict = Request::Verdict { path: path.to_string(), md5: hex(md5), ok };
         frame::write_control(&mut self.out, &verdict).expect("writing to a Vec cannot fail");
-        if self.stream.write_all(&self.out).is_ok() {
+        let stream = self.reader.get_mut();
+        if stream.write_all(&self.out).and_then(|()| stream.flush()).is_ok() {
             self.unread_acks += 1;
         }
     }
@@ -382,6 +503,39 @@ pub fn instance_id() -> &'static str {
         getrandom::fill(&mut bytes).expect("the operating system's random source");
         hex(&bytes)
     })
+}
+
+/// A failed handshake, with what it most likely means.
+fn handshake_error(addr: &str, e: io::Error, timeout: Duration) -> ClientError {
+    let reason = match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            return ClientError::TimedOut(timeout.as_secs());
+        }
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::InvalidData => {
+            format!("{e} (if the host runs with --plain, it speaks unencrypted version 1 only: use --plain too)")
+        }
+        _ => e.to_string(),
+    };
+    ClientError::Handshake { addr: addr.to_string(), reason }
+}
+
+/// Compares the host's identity with the remembered one, before anything is sent.
+fn check_identity(addr: &str, stream: &Stream, opts: &ConnectOptions) -> Result<HostIdentity, ClientError> {
+    let fingerprint =
+        stream.peer_fingerprint().ok_or_else(|| ClientError::Protocol("the host showed no certificate".into()))?;
+    let host = transport::host_key(addr, DEFAULT_PORT);
+    let contact = match &opts.known_hosts {
+        Some(path) => KnownHosts::new(path)
+            .check(&host, fingerprint)
+            .map_err(ClientError::local("cannot read the known hosts in", path))?,
+        None => Contact::First,
+    };
+    if let Contact::Changed { known } = contact
+        && !opts.accept_new_identity
+    {
+        return Err(ClientError::IdentityChanged { host, known, seen: fingerprint });
+    }
+    Ok(HostIdentity { host, fingerprint, contact, pin_verified: false })
 }
 
 /// `md5sum`-style line: digest, two spaces, name.

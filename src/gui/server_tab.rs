@@ -223,7 +223,7 @@ impl ServerTab {
 
     fn handle(&mut self, event: ServerEvent) {
         match event {
-            ServerEvent::Listening { addr, root } => {
+            ServerEvent::Listening { addr, root, .. } => {
                 self.announcing.start(addr, &root, self.active_pin.is_some(), self.notify.clone());
                 self.hosting = Hosting::Listening { addr, root };
                 self.lan = None;

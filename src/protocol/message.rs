@@ -55,13 +55,20 @@ pub enum Request {
     Hello {
         version: u32,
         client: String,
+        /// Version 1 only: the PIN itself (inside version 2 it never travels; see `pake`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pin: Option<Secret>,
         /// ferry extension: the same for every connection of one running client, so a host can
         /// show one person with several connections (browsing plus one per download) as one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         instance: Option<String>,
+        /// Version 2 with a PIN: base64 of SPAKE2 message A.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pake: Option<String>,
     },
+    /// Version 2 with a PIN, after the host's `hello` answer: base64 of the client's
+    /// HMAC-SHA256 confirmation.
+    Confirm { mac: String },
     /// List a folder (`""` is the hosted folder itself).
     List { path: String },
     /// Download a file from `offset` (a resumed transfer when non-zero).
@@ -79,7 +86,7 @@ pub enum Request {
 }
 
 /// The ops this version understands; anything else is answered with `unsupported`.
-pub const KNOWN_OPS: [&str; 5] = ["hello", "list", "get", "put", "verdict"];
+pub const KNOWN_OPS: [&str; 6] = ["hello", "list", "get", "put", "verdict", "confirm"];
 
 /// An answer with nothing in it but `"ok": true` (to `verdict`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -104,6 +111,8 @@ pub enum ErrorCode {
     Exists,
     ChecksumMismatch,
     Io,
+    /// A plain (version 1) frame reached a host that speaks only TLS (version 2).
+    TlsRequired,
     /// A code this version does not know (sent by a newer peer).
     #[serde(other)]
     Unknown,
@@ -128,6 +137,7 @@ impl ErrorCode {
             ErrorCode::Exists => "exists",
             ErrorCode::ChecksumMismatch => "checksum_mismatch",
             ErrorCode::Io => "io",
+            ErrorCode::TlsRequired => "tls_required",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -169,11 +179,25 @@ impl<'a, T> Okay<'a, T> {
 }
 
 /// Answer to `hello`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelloReply {
     pub version: u32,
     pub server: String,
-    /// The hosted folder's name (for display only; never a local path).
+    /// The hosted folder's name (for display only; never a local path). A version 2 host
+    /// that asks for a PIN names it only in its answer to `confirm`.
+    #[serde(default)]
+    pub name: String,
+    /// Version 2 with a PIN: base64 of SPAKE2 message B.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pake: Option<String>,
+    /// Version 2 with a PIN: base64 of the host's HMAC-SHA256 confirmation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
+}
+
+/// Answer to `confirm`: the PIN exchange succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmReply {
     pub name: String,
 }
 
@@ -274,7 +298,7 @@ mod tests {
 
     #[test]
     fn requests_serialise_exactly_as_the_contract_shows() {
-        let hello = Request::Hello { version: 1, client: "ferry/0.1".into(), pin: None, instance: None };
+        let hello = Request::Hello { version: 1, client: "ferry/0.1".into(), pin: None, instance: None, pake: None };
         assert_eq!(serde_json::to_string(&hello).unwrap(), r#"{"op":"hello","version":1,"client":"ferry/0.1"}"#);
         let get = Request::Get { path: "sub/a.bin".into(), offset: 0 };
         assert_eq!(serde_json::to_string(&get).unwrap(), r#"{"op":"get","path":"sub/a.bin","offset":0}"#);
@@ -289,13 +313,47 @@ mod tests {
         let r = parse_request(br#"{"op":"hello","version":1,"client":"x","pin":"1234"}"#).unwrap();
         assert_eq!(
             r,
-            Request::Hello { version: 1, client: "x".into(), pin: Some(Secret("1234".into())), instance: None }
+            Request::Hello {
+                version: 1,
+                client: "x".into(),
+                pin: Some(Secret("1234".into())),
+                instance: None,
+                pake: None
+            }
         );
         let r = parse_request(br#"{"op":"hello","version":1,"client":"x","instance":"5f3a"}"#).unwrap();
-        assert_eq!(r, Request::Hello { version: 1, client: "x".into(), pin: None, instance: Some("5f3a".into()) });
+        assert_eq!(
+            r,
+            Request::Hello { version: 1, client: "x".into(), pin: None, instance: Some("5f3a".into()), pake: None }
+        );
         // Unknown fields are ignored: that is how the protocol grows compatibly.
         let r = parse_request(br#"{"op":"list","path":"","future":true}"#).unwrap();
         assert_eq!(r, Request::List { path: "".into() });
+    }
+
+    #[test]
+    fn version_2_messages_have_the_contracts_shape() {
+        let hello =
+            Request::Hello { version: 2, client: "c".into(), pin: None, pake: Some("QQ==".into()), instance: None };
+        assert_eq!(serde_json::to_string(&hello).unwrap(), r#"{"op":"hello","version":2,"client":"c","pake":"QQ=="}"#);
+        let confirm = parse_request(br#"{"op":"confirm","mac":"bWFj"}"#).unwrap();
+        assert_eq!(confirm, Request::Confirm { mac: "bWFj".into() });
+        let reply = HelloReply {
+            version: 2,
+            server: "s".into(),
+            pake: Some("Qg==".into()),
+            confirm: Some("aA==".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&Okay::new(&reply)).unwrap();
+        let back: HelloReply = parse_reply(json.as_bytes()).unwrap().unwrap();
+        assert_eq!(back, reply);
+        let no_name: HelloReply =
+            parse_reply(br#"{"ok":true,"version":2,"server":"s","pake":"Qg==","confirm":"aA=="}"#).unwrap().unwrap();
+        assert_eq!(no_name.name, "");
+        let e: Result<HelloReply, ErrorReply> =
+            parse_reply(br#"{"ok":false,"error":"tls_required","message":"m"}"#).unwrap();
+        assert_eq!(e.unwrap_err().error, ErrorCode::TlsRequired);
     }
 
     #[test]
@@ -375,7 +433,13 @@ mod tests {
 
     #[test]
     fn pin_never_appears_in_debug_output() {
-        let r = Request::Hello { version: 1, client: "c".into(), pin: Some(Secret("4821".into())), instance: None };
+        let r = Request::Hello {
+            version: 1,
+            client: "c".into(),
+            pin: Some(Secret("4821".into())),
+            instance: None,
+            pake: None,
+        };
         assert!(!format!("{r:?}").contains("4821"));
     }
 }

@@ -39,8 +39,11 @@ pub mod message;
 pub mod names;
 pub mod path;
 
-/// The protocol version this build speaks.
-pub const VERSION: u32 = 1;
+/// The protocol version this build speaks: version 2, inside TLS 1.3.
+pub const VERSION: u32 = 2;
+
+/// The version spoken over plain TCP, only when both sides are told to (`--plain`).
+pub const PLAIN_VERSION: u32 = 1;
 
 /// Length of the raw MD5 trailer that ends every data section.
 pub const MD5_LEN: usize = 16;

@@ -20,6 +20,7 @@
 mod confine;
 mod conn;
 mod digest_cache;
+mod pin_exchange;
 mod pin_limit;
 mod reply;
 mod send;
@@ -41,6 +42,7 @@ pub use confine::{ResolveError, Root};
 use crate::protocol::Md5Digest;
 use crate::protocol::message::Secret;
 use crate::sink::{DEFAULT_QUEUE, Delivery, Notify, Policy, Sink};
+use crate::transport::{Fingerprint, HostTls, Identity};
 
 /// The default address: every interface, IPv6 and IPv4 alike (one dual-stack socket; IPv4
 /// only where the system has no IPv6), port 7878.
@@ -73,8 +75,14 @@ pub struct ServerConfig {
     pub hello_timeout: Duration,
     /// A connection that sends nothing (or reads nothing) for this long is closed.
     pub idle_timeout: Duration,
-    /// When set, clients must send this PIN in `hello`.
+    /// When set, clients must prove they know this PIN (by SPAKE2 inside TLS; in `hello`
+    /// on a plain host).
     pub pin: Option<Secret>,
+    /// Speak plain version 1 instead of TLS (`--plain`: for debugging with a packet capture).
+    pub plain: bool,
+    /// The key the host presents; `None` loads (or makes, on first hosting) the one kept in
+    /// the configuration folder ([`crate::transport::config_dir`]).
+    pub identity: Option<Arc<Identity>>,
 }
 
 impl ServerConfig {
@@ -87,6 +95,8 @@ impl ServerConfig {
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pin: None,
+            plain: false,
+            identity: None,
         }
     }
 }
@@ -106,10 +116,12 @@ pub type TransferId = u64;
 /// What the server reports.
 #[derive(Debug, Clone)]
 pub enum ServerEvent {
-    /// The listener is open at `addr` (the real port when 0 was asked for).
+    /// The listener is open at `addr` (the real port when 0 was asked for). `identity` is the
+    /// host's fingerprint (`None` on a plain host), for people to compare with the client's.
     Listening {
         addr: SocketAddr,
         root: PathBuf,
+        identity: Option<Fingerprint>,
     },
     /// Hosting could not start (folder missing, port in use…); `Stopped` follows.
     StartFailed {
@@ -210,6 +222,8 @@ pub(crate) struct Shared {
     rejecting: AtomicUsize,
     digests: digest_cache::DigestCache,
     pins: pin_limit::PinLimits,
+    /// Set once hosting starts, unless the host is plain.
+    tls: std::sync::OnceLock<HostTls>,
     sink: Sink<ServerEvent>,
 }
 
@@ -304,6 +318,7 @@ impl Server {
             rejecting: AtomicUsize::new(0),
             digests: Default::default(),
             pins: Default::default(),
+            tls: std::sync::OnceLock::new(),
             sink,
         });
         let local_addr = Arc::new(Mutex::new(None));
@@ -414,6 +429,18 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
             return;
         }
     };
+    if !shared.config.plain {
+        match host_tls(&shared.config) {
+            Ok(tls) => {
+                let _ = shared.tls.set(tls);
+            }
+            Err(error) => {
+                sink.send(ServerEvent::StartFailed { error });
+                sink.send(ServerEvent::Stopped);
+                return;
+            }
+        }
+    }
     *local_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
     if let Err(e) = listener.set_nonblocking(true) {
         sink.send(ServerEvent::StartFailed { error: format!("cannot listen on {addr}: {e}") });
@@ -421,7 +448,8 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
         return;
     }
     let root = Arc::new(root);
-    sink.send(ServerEvent::Listening { addr, root: root.path().to_path_buf() });
+    let identity = shared.tls.get().map(HostTls::fingerprint);
+    sink.send(ServerEvent::Listening { addr, root: root.path().to_path_buf(), identity });
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     while !shared.is_stopping() {
@@ -485,6 +513,19 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
         thread::sleep(Duration::from_millis(10));
     }
     sink.send(ServerEvent::Stopped);
+}
+
+/// The TLS settings for the configured identity, or the one kept in the configuration folder.
+fn host_tls(config: &ServerConfig) -> Result<HostTls, String> {
+    let loaded;
+    let identity = match &config.identity {
+        Some(identity) => identity,
+        None => {
+            loaded = Identity::load_default().map_err(|e| format!("cannot load the host's identity: {e}"))?;
+            &loaded
+        }
+    };
+    HostTls::new(identity).map_err(|e| format!("cannot set up TLS: {e}"))
 }
 
 /// Waits until a client is waiting to be accepted, or at most [`ACCEPT_POLL`], so the accept

@@ -117,6 +117,15 @@ impl PinLimits {
         PinVerdict::Wrong
     }
 
+    /// Undoes a failure [`PinLimits::check`] counted for `ip` when the guess turns out right
+    /// later (the PIN as a PAKE: every exchange counts as wrong until the client confirms): the
+    /// address's record is forgotten and the host-wide token given back.
+    pub(super) fn forgive(&self, ip: IpAddr) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.addresses.remove(&ip);
+        inner.tokens = (inner.tokens + 1).min(BUDGET);
+    }
+
     #[cfg(test)]
     fn remembered(&self) -> usize {
         self.inner.lock().unwrap().addresses.len()
@@ -151,6 +160,24 @@ mod tests {
         // After the wait, the right PIN gets in and the record is cleared.
         assert_eq!(limits.check(ip(1), &pin, Some(&pin), t + Duration::from_secs(1)), PinVerdict::Accepted);
         assert_eq!(limits.remembered(), 0);
+    }
+
+    #[test]
+    fn a_guess_proven_right_later_is_forgiven() {
+        let limits = PinLimits::default();
+        let pin = Secret::from("123456");
+        let t = Instant::now();
+        for _ in 0..FREE_TRIES {
+            // An exchange starts: counted as wrong until the client confirms.
+            assert_eq!(limits.check(ip(1), &pin, None, t), PinVerdict::Wrong);
+            limits.forgive(ip(1));
+        }
+        assert_eq!(limits.remembered(), 0, "confirmed guesses leave no record");
+        for n in 0..BUDGET {
+            assert_eq!(limits.check(ip(n), &pin, None, t), PinVerdict::Wrong);
+            limits.forgive(ip(n));
+        }
+        assert_eq!(limits.check(ip(99), &pin, None, t), PinVerdict::Wrong, "the budget was given back");
     }
 
     #[test]

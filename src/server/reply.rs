@@ -2,7 +2,7 @@
 //! answer, writing it in one piece, and refusing a request.
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use serde::Serialize;
 
@@ -10,6 +10,7 @@ use super::{ClientId, ServerEvent, Shared};
 use crate::protocol::data;
 use crate::protocol::frame;
 use crate::protocol::message::{ErrorReply, Okay};
+use crate::transport::Stream;
 
 /// The size of the buffer each connection uses for file data (allocated once, on first use).
 pub(super) const BUF_LEN: usize = data::CHUNK;
@@ -22,7 +23,7 @@ pub(super) struct Who {
 }
 
 /// Writes a whole buffer and flushes: every reply goes out in one write.
-pub(super) fn send_all(stream: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
+pub(super) fn send_all(stream: &mut Stream, buf: &[u8]) -> io::Result<()> {
     stream.write_all(buf)?;
     stream.flush()
 }
@@ -39,7 +40,7 @@ pub(super) fn encode_ok<T: Serialize>(out: &mut Vec<u8>, body: &T) {
 }
 
 /// Sends an error reply.
-pub(super) fn reply_error(stream: &mut TcpStream, out: &mut Vec<u8>, e: &ErrorReply) -> io::Result<()> {
+pub(super) fn reply_error(stream: &mut Stream, out: &mut Vec<u8>, e: &ErrorReply) -> io::Result<()> {
     encode(out, e);
     send_all(stream, out)
 }
@@ -47,7 +48,7 @@ pub(super) fn reply_error(stream: &mut TcpStream, out: &mut Vec<u8>, e: &ErrorRe
 /// Reports a refused request and answers it with `e`; the connection stays usable.
 pub(super) fn refuse(
     shared: &Shared,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     out: &mut Vec<u8>,
     who: Who,
     request: String,

@@ -12,13 +12,16 @@
 //!   [`super::digest_cache`]): `sendfile` only, zero-copy and without hashing (Linux; elsewhere
 //!   the small-file path without hashing).
 //!
+//! On an encrypted connection (the default) the bytes must pass through TLS, so `sendfile` is
+//! used only on plain ones; the encrypted paths write from the same buffers instead.
+//!
 //! Whatever the path, if the file changes while it is being sent (its size or change times
 //! differ at the end), the connection is closed before the trailer: the client sees an
 //! incomplete transfer rather than a digest that may not describe what it received.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::digest_cache::FileKey;
@@ -29,6 +32,7 @@ use crate::protocol::data::{self, CopyError, Digest, Md5};
 use crate::protocol::message::{ErrorCode, ErrorReply, GetReply};
 use crate::protocol::path::Escaped;
 use crate::protocol::{MD5_LEN, Md5Digest, frame};
+use crate::transport::Stream;
 
 /// Files at least this large go out by `sendfile` when their digest is known.
 #[cfg(target_os = "linux")]
@@ -100,13 +104,13 @@ impl Abort {
 pub(super) fn handle_get(
     shared: &Shared,
     root: &Root,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     out: &mut Vec<u8>,
     buf: &mut Vec<u8>,
     req: GetRequest<'_>,
 ) -> GetEnd {
     let GetRequest { client, peer, path, offset } = req;
-    let refuse = |stream: &mut TcpStream, out: &mut Vec<u8>, e: ErrorReply| match reply::refuse(
+    let refuse = |stream: &mut Stream, out: &mut Vec<u8>, e: ErrorReply| match reply::refuse(
         shared,
         stream,
         out,
@@ -159,7 +163,7 @@ pub(super) fn handle_get(
     };
     let result = match cached {
         #[cfg(target_os = "linux")]
-        Some(digest) if size - offset >= ZERO_COPY_MIN => job.zero_copy(out, digest),
+        Some(digest) if size - offset >= ZERO_COPY_MIN && !job.stream.is_tls() => job.zero_copy(out, digest),
         None if size >= pipeline::MIN_PIPELINED => job.pipelined(out),
         _ => job.buffered(out, buf, cached),
     };
@@ -209,7 +213,7 @@ impl Drop for TransferEnd<'_> {
 /// One file on its way out: what every sending path needs.
 struct Sending<'a> {
     shared: &'a Shared,
-    stream: &'a mut TcpStream,
+    stream: &'a mut Stream,
     file: File,
     /// The version of the file that was opened; a different one at the end aborts the send.
     key: FileKey,
@@ -326,12 +330,15 @@ impl Sending<'_> {
             };
             if sending {
                 #[cfg(target_os = "linux")]
-                {
-                    pipe.hash(buf, n);
-                    sendfile_exact(self.stream, &self.file, pos, n as u64, size)?;
-                }
+                let zero_copy = !self.stream.is_tls();
                 #[cfg(not(target_os = "linux"))]
-                {
+                let zero_copy = false;
+                if zero_copy {
+                    pipe.hash(buf, n);
+                    #[cfg(target_os = "linux")]
+                    sendfile_exact(self.stream.tcp(), &self.file, pos, n as u64, size)?;
+                } else {
+                    // Encrypted (or no sendfile): written from the buffer the hasher gets next.
                     send_all(self.stream, &buf[..n]).map_err(Abort::Write)?;
                     pipe.hash(buf, n);
                 }
@@ -360,7 +367,7 @@ impl Sending<'_> {
         let mut pos = self.offset;
         while pos < self.size {
             let count = (self.size - pos).min(ZERO_COPY_CHUNK);
-            sendfile_exact(self.stream, &self.file, pos, count, self.size)?;
+            sendfile_exact(self.stream.tcp(), &self.file, pos, count, self.size)?;
             pos += count;
             self.sent_up_to(pos)?;
         }
@@ -395,7 +402,7 @@ fn hash_prefix(file: &mut File, offset: u64, hasher: &mut Md5, buf: &mut [u8]) -
 /// Sends exactly `count` bytes of `file` from `pos` with `sendfile(2)`: no copy through user
 /// space. A file that ends early is reported as shrunk.
 #[cfg(target_os = "linux")]
-fn sendfile_exact(stream: &TcpStream, file: &File, pos: u64, count: u64, size: u64) -> Result<(), Abort> {
+fn sendfile_exact(stream: &std::net::TcpStream, file: &File, pos: u64, count: u64, size: u64) -> Result<(), Abort> {
     use rustix::io::Errno;
     let mut off = pos;
     let end = pos + count;

@@ -11,17 +11,19 @@
 //! a malformed request, never alter a file (file data only flows to the client, MD5-checked).
 
 use std::io::{self, Read};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use crate::transport::Stream;
 
 /// The longest a blocked read goes without looking at the stop flag.
 pub(super) const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// A connection's read half, read in slices (see the module doc).
 pub(super) struct StopAware<'a> {
-    stream: TcpStream,
+    /// The connection (plain or TLS: a TLS read cut short by a slice keeps its partial record
+    /// and goes on with the next one).
+    pub(super) stream: Stream,
     shared: &'a Shared,
     idle: Duration,
 }
@@ -29,8 +31,8 @@ pub(super) struct StopAware<'a> {
 impl<'a> StopAware<'a> {
     /// Sets the socket's read timeout to the slice: the socket must not be read elsewhere with
     /// the expectation of a longer one.
-    pub(super) fn new(stream: TcpStream, shared: &'a Shared, idle: Duration) -> io::Result<StopAware<'a>> {
-        stream.set_read_timeout(Some(idle.min(STOP_POLL).max(Duration::from_millis(1))))?;
+    pub(super) fn new(stream: Stream, shared: &'a Shared, idle: Duration) -> io::Result<StopAware<'a>> {
+        stream.tcp().set_read_timeout(Some(idle.min(STOP_POLL).max(Duration::from_millis(1))))?;
         Ok(StopAware { stream, shared, idle })
     }
 }

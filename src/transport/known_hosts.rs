@@ -70,7 +70,7 @@ impl KnownHosts {
     /// The fingerprint remembered for `key` (the last line for it wins); lines that cannot be
     /// understood are skipped.
     pub fn lookup(&self, key: &str) -> io::Result<Option<Fingerprint>> {
-        Ok(self.read()?.lines().filter_map(parse_line).filter(|(k, _)| *k == key).map(|(_, fp)| fp).last())
+        Ok(self.read()?.lines().filter_map(parse_line).filter(|(k, _)| *k == key).map(|(_, fp)| fp).next_back())
     }
 
     /// Compares `seen` with what is remembered for `key`.

@@ -64,9 +64,16 @@ impl TestServer {
         s
     }
 
+    /// A host speaking plain version 1 (`--plain`), for the tests of the frames themselves.
+    pub fn start_plain() -> TestServer {
+        Self::start_with(|c| c.plain = true)
+    }
+
     /// Hosts a folder the caller owns (so a second server can host it after the first stops).
+    /// Encrypted, with this test process's identity (see [`test_identity`]).
     pub fn start_at(root: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let mut config = ServerConfig::new(root, "127.0.0.1:0");
+        config.identity = Some(test_identity());
         tweak(&mut config);
         let (server, events) = Server::spawn(config, None);
         let addr = loop {
@@ -160,14 +167,27 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// One identity for the in-process hosts of this test process, never written to disk.
+pub fn test_identity() -> std::sync::Arc<ferry::transport::Identity> {
+    static ID: std::sync::OnceLock<std::sync::Arc<ferry::transport::Identity>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| std::sync::Arc::new(ferry::transport::Identity::generate().unwrap())).clone()
+}
+
+/// The configuration folder the real binary uses in these tests (its identity key and known
+/// hosts), one per test process under the target's temp folder: never the person's own.
+pub fn test_config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("config-{}", std::process::id()))
+}
+
 /// The real `ferry` binary of this build.
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
-/// A command running the real `ferry` binary with mDNS discovery off: tests never announce or
-/// browse on the machine's real interfaces.
+/// A command running the real `ferry` binary with mDNS discovery off (tests never announce or
+/// browse on the machine's real interfaces) and the test configuration folder.
 pub fn ferry_command() -> Command {
     let mut c = Command::new(FERRY);
     c.env("FERRY_NO_DISCOVERY", "1");
+    c.env("FERRY_CONFIG_DIR", test_config_dir());
     c
 }
 

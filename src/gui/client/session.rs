@@ -68,7 +68,7 @@ impl Sessions {
             pin: (!pin.is_empty()).then(|| pin.into()),
             connect_timeout: BROWSE_TIMEOUT,
             io_timeout: BROWSE_TIMEOUT,
-            ..ConnectOptions::default()
+            ..ConnectOptions::remembering()
         };
         let handle = jobs.browse(&addr, &opts);
         handle.list("");
@@ -131,7 +131,7 @@ impl Sessions {
     fn attempt_event(&mut self, kind: EventKind) -> Update {
         let Some(s) = &mut self.attempt else { return Update::None };
         match kind {
-            EventKind::Connected { server, peer } => {
+            EventKind::Connected { server, peer, .. } => {
                 s.server = Some((server, peer));
                 let addr = s.addr.clone();
                 self.current = self.attempt.take(); // the old connection closes as it is dropped

@@ -224,7 +224,11 @@ impl Transfers {
 /// A download's connection waits longer than a browsing one: a host busy hashing a large file
 /// before it sends may be silent for a while.
 fn download_options(browse: &ConnectOptions) -> ConnectOptions {
-    ConnectOptions { pin: browse.pin.clone(), ..ConnectOptions::default() }
+    ConnectOptions {
+        connect_timeout: ConnectOptions::default().connect_timeout,
+        io_timeout: ConnectOptions::default().io_timeout,
+        ..browse.clone()
+    }
 }
 
 fn start_job(jobs: &Jobs, d: &mut Download) {
