@@ -210,11 +210,11 @@ fn serve(config: ServerConfig) -> i32 {
         match event {
             ServerEvent::Listening { addr, root, identity } => {
                 log(format_args!("hosting {} at {addr} (read-only); Ctrl-C stops", root.display()));
-                match identity {
+                match &identity {
                     Some(id) => {
                         log(format_args!("encrypted (TLS 1.3); this host's identity: {}", id.groups()));
                         if std::io::stdout().is_terminal() {
-                            println!("{}", crate::format::identity_strip(&id));
+                            println!("{}", crate::format::identity_strip(id));
                         }
                     }
                     None => log(format_args!("UNENCRYPTED (--plain): anyone on the network can read everything")),
@@ -238,6 +238,8 @@ fn serve(config: ServerConfig) -> i32 {
                 let folder = root.file_name().map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
                 let mut what = Announcement::new(addr, folder);
                 what.pin = pin.is_some();
+                what.tls = identity.is_some();
+                what.id = identity.map(|id| id.hex());
                 announcer = announce(&what);
             }
             ServerEvent::StartFailed { error } => {

@@ -42,9 +42,11 @@ fn a_host_is_discovered_with_its_port_and_txt_then_reached_by_name() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout}");
     let fields: Vec<&str> = lines[0].split('\t').collect();
+    // The host's identity: the key in the configuration folder it shares with this test.
+    let id = ferry::transport::Identity::load_default().unwrap().fingerprint().hex();
     assert_eq!(
         fields,
-        [instance().as_str(), &format!("{HOST_IP}:7900"), "folder=photos", "pin=yes", "tls=no", "id=-"],
+        [instance().as_str(), &format!("{HOST_IP}:7900"), "folder=photos", "pin=yes", "tls=yes", &format!("id={id}")],
         "{stdout}"
     );
 
@@ -253,8 +255,9 @@ sys.exit(0 if found else 1)
     let out = pair.command(&pair.peer, python, &["-c", script]).output().unwrap();
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let id = ferry::transport::Identity::load_default().unwrap().fingerprint().hex();
     let expected = format!(
-        "{}._ferry._tcp.local. 7904 {HOST_IP} [('name', 'photos'), ('pin', '0'), ('tls', '0'), ('v', '1')]",
+        "{}._ferry._tcp.local. 7904 {HOST_IP} [('id', '{id}'), ('name', 'photos'), ('pin', '0'), ('tls', '1'), ('v', '2')]",
         instance()
     );
     assert_eq!(stdout.trim(), expected);

@@ -22,7 +22,7 @@ use crossbeam_channel::Receiver;
 use mdns_sd::{DaemonEvent, IfKind, ServiceDaemon, ServiceInfo};
 
 use super::{DiscoveryError, SERVICE_TYPE, Txt, disabled, instance_name, machine_name, mdns_host_name};
-use crate::protocol::VERSION;
+use crate::protocol::{PLAIN_VERSION, VERSION};
 use crate::sink::{Notify, Sink};
 
 /// What to announce.
@@ -50,7 +50,8 @@ impl Announcement {
 
     /// The TXT record this announcement carries.
     pub fn txt(&self) -> Txt {
-        Txt { version: VERSION, folder: self.folder.clone(), pin: self.pin, tls: self.tls, id: self.id.clone() }
+        let version = if self.tls { VERSION } else { PLAIN_VERSION };
+        Txt { version, folder: self.folder.clone(), pin: self.pin, tls: self.tls, id: self.id.clone() }
     }
 }
 
