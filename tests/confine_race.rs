@@ -53,7 +53,8 @@ fn swapping_a_folder_for_an_outside_link_never_serves_the_outside_file() {
     std::fs::write(outside.path().join("marker"), OUTSIDE).unwrap();
     std::fs::write(outside.path().join("only-outside.txt"), OUTSIDE).unwrap();
 
-    let srv = TestServer::start();
+    // Raw frames in the clear: a plain host (the same resolution runs inside TLS).
+    let srv = TestServer::start_plain();
     let root = srv.root().to_path_buf();
     srv.put("dir/marker", INSIDE.to_vec());
     symlink(outside.path(), root.join("evil")).unwrap();
