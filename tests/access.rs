@@ -27,6 +27,9 @@ fn refused_code(r: Result<Connection, ClientError>) -> ErrorCode {
 fn refusal(r: Result<Connection, ClientError>) -> String {
     match r {
         Err(ClientError::Refused(e)) if e.error == ErrorCode::Unauthorized => e.message,
+        // Inside TLS the client finds a wrong PIN itself, from the host's confirmation of the
+        // PIN exchange, and stops: the host counts that as a wrong PIN.
+        Err(ClientError::WrongPin) => "wrong PIN".to_string(),
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("connected without the right PIN"),
     }

@@ -1,6 +1,8 @@
 //! Connection slots and PIN guesses under attack: silent sockets from one machine cannot lock
 //! everyone out, and many parallel guessers together get only a few PIN checks a second.
 //! Every address used is on the loopback network (all of 127.0.0.0/8 is loopback on Linux).
+//! The requests are raw frames in the clear, so the hosts are plain (`--plain`); the slots and
+//! the PIN limits are the same for encrypted hosts (tests/tls.rs covers the PIN exchange).
 
 mod support;
 
@@ -44,7 +46,7 @@ fn hello(pin: Option<&str>) -> Value {
 
 #[test]
 fn silent_sockets_from_one_address_do_not_lock_others_out() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     std::fs::write(srv.root().join("a.txt"), b"a").unwrap();
     // 70 connections that never say anything, from one address: more than the 64 slots.
     let silent: Vec<TcpStream> = (0..70).map(|_| connect_from(Ipv4Addr::new(127, 0, 0, 1), srv.addr)).collect();
@@ -77,7 +79,10 @@ fn silent_sockets_from_one_address_do_not_lock_others_out() {
 
 #[test]
 fn a_connection_that_dribbles_its_hello_is_closed_at_the_deadline() {
-    let srv = TestServer::start_with(|c| c.hello_timeout = Duration::from_secs(1));
+    let srv = TestServer::start_with(|c| {
+        c.plain = true;
+        c.hello_timeout = Duration::from_secs(1);
+    });
     let mut s = connect_from(Ipv4Addr::new(127, 0, 0, 3), srv.addr);
     let started = Instant::now();
     // One byte of the size prefix every 200 ms: each read is quick, the whole never ends.
@@ -103,7 +108,10 @@ fn a_connection_that_dribbles_its_hello_is_closed_at_the_deadline() {
 
 #[test]
 fn many_parallel_guessers_get_a_few_pin_checks_a_second_in_all() {
-    let srv = TestServer::start_with(|c| c.pin = Some("481516".into()));
+    let srv = TestServer::start_with(|c| {
+        c.plain = true;
+        c.pin = Some("481516".into());
+    });
     let addr = srv.addr;
     let stop = Arc::new(AtomicBool::new(false));
     let checked = Arc::new(AtomicUsize::new(0));

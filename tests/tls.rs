@@ -81,7 +81,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 fn opts(pin: Option<&str>) -> ConnectOptions {
-    ConnectOptions { pin: pin.map(str::to_string), ..Default::default() }
+    ConnectOptions { pin: pin.map(Into::into), ..Default::default() }
 }
 
 /// Lists the hosted folder and downloads `name`, checking the result.
