@@ -20,6 +20,7 @@ mod copy_button;
 mod demo;
 mod dialogs;
 pub use crate::format;
+pub mod identity;
 mod server_tab;
 pub mod theme;
 pub mod verdict;
@@ -115,6 +116,8 @@ pub(crate) enum Command {
         confirmed: bool,
     },
     Connect,
+    /// Connect again, accepting the changed identity the window warned about.
+    AcceptNewIdentity,
     Disconnect,
     List(String),
     /// Download `remote`; `typed` is the save-as field (the dialog starts from it).
@@ -228,6 +231,7 @@ impl FerryApp {
             Command::StartHosting => self.server.start(&mut self.state),
             Command::StopHosting { confirmed } => self.server.stop(confirmed),
             Command::Connect => self.client.connect(&self.state),
+            Command::AcceptNewIdentity => self.client.accept_new_identity(&self.state),
             Command::Disconnect => self.client.disconnect(),
             Command::List(path) => self.client.list(&path),
             Command::Download { remote, typed } => {

@@ -29,7 +29,7 @@ const KEEP_ACTIVITY: usize = 100;
 pub(crate) enum Hosting {
     Idle,
     Starting,
-    Listening { addr: SocketAddr, root: PathBuf },
+    Listening { addr: SocketAddr, root: PathBuf, identity: Option<crate::transport::Fingerprint> },
     Stopping,
 }
 
@@ -223,9 +223,9 @@ impl ServerTab {
 
     fn handle(&mut self, event: ServerEvent) {
         match event {
-            ServerEvent::Listening { addr, root, .. } => {
+            ServerEvent::Listening { addr, root, identity } => {
                 self.announcing.start(addr, &root, self.active_pin.is_some(), self.notify.clone());
-                self.hosting = Hosting::Listening { addr, root };
+                self.hosting = Hosting::Listening { addr, root, identity };
                 self.lan = None;
                 if addr.ip().is_unspecified() {
                     // Listing interfaces talks to the kernel over a socket: not on the UI thread.
@@ -455,10 +455,15 @@ pub(crate) fn server_ui(
         super::error_banner(ui, &error, || tab.error = None);
     }
 
-    if let Hosting::Listening { addr, root } = &tab.hosting {
+    if let Hosting::Listening { addr, root, identity } = &tab.hosting {
         ui.add_space(8.0);
         listening_ui(ui, *addr, root, tab.lan.as_deref(), tab.active_pin.as_ref().map(|p| p.0.as_str()));
         announcing_ui(ui, &tab.announcing);
+        if let Some(fp) = identity {
+            ui.add_space(6.0);
+            ui.label("This host's identity (clients see the same colours when they first connect):");
+            super::identity::identity_ui(ui, fp);
+        }
     }
 
     ui.add_space(10.0);

@@ -41,6 +41,11 @@ pub(super) fn connect_ui(ui: &mut Ui, state: &mut State, tab: &mut ClientTab, ou
     }
     recent_ui(ui, state, out);
     status_ui(ui, tab);
+    if let Some((host, known, seen)) = &tab.sessions.changed
+        && crate::gui::identity::changed_ui(ui, host, known, seen)
+    {
+        out.push(Command::AcceptNewIdentity);
+    }
     if let Some(error) = tab.sessions.error.clone() {
         error_banner(ui, &error, || tab.sessions.error = None);
     }
@@ -88,5 +93,8 @@ fn status_ui(ui: &mut Ui, tab: &ClientTab) {
             ui.painter().circle_filled(dot.center(), 5.0, verdict::good_text(ui));
             ui.label(format!("Connected to \"{}\" at {peer} ({})", Escaped(&hello.name), Escaped(&hello.server)));
         });
+    }
+    if let Some(Session { identity: Some(id), .. }) = &tab.sessions.current {
+        crate::gui::identity::contact_ui(ui, id);
     }
 }

@@ -82,6 +82,11 @@ impl ClientTab {
         self.sessions.connect(&self.jobs, &state.server_addr, &self.pin.0);
     }
 
+    /// Connects again, accepting the changed identity the window warned about.
+    pub fn accept_new_identity(&mut self, state: &State) {
+        self.sessions.connect_accepting(&self.jobs, &state.server_addr, &self.pin.0, true);
+    }
+
     pub fn disconnect(&mut self) {
         self.sessions.disconnect();
         self.listing = None;

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use super::super::format;
 use crate::client::jobs::{BrowseHandle, EventKind, Jobs};
-use crate::client::{ClientError, ConnectOptions};
+use crate::client::{ClientError, ConnectOptions, HostIdentity};
 use crate::protocol::message::{ErrorCode, HelloReply, ListReply};
 use crate::protocol::path::Escaped;
+use crate::transport::Fingerprint;
 
 /// How long a browsing connection waits for a host that accepted but does not answer.
 pub(crate) const BROWSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +29,8 @@ pub(crate) struct Session {
     pub opts: ConnectOptions,
     /// What the host said in `hello`, and where it is; `None` until it answered.
     pub server: Option<(HelloReply, SocketAddr)>,
+    /// Who answered (`None` until then, and on a plain connection).
+    pub identity: Option<HostIdentity>,
     /// A listing asked for and not answered yet.
     pub loading: Option<String>,
     pub list_error: Option<String>,
@@ -52,12 +55,21 @@ pub(crate) struct Sessions {
     pub attempt: Option<Session>,
     /// Why the last attempt or connection ended, in the window's words.
     pub error: Option<String>,
+    /// The last attempt met a known host with a different identity: (host, known, seen).
+    pub changed: Option<(String, Fingerprint, Fingerprint)>,
 }
 
 impl Sessions {
     /// Starts connecting to `addr`; what is browsed now stays until the host answers.
     pub fn connect(&mut self, jobs: &Jobs, addr: &str, pin: &str) {
+        self.connect_accepting(jobs, addr, pin, false);
+    }
+
+    /// Connects, accepting a changed identity when `accept_new_identity` (the person compared
+    /// the colours with the host's screen).
+    pub fn connect_accepting(&mut self, jobs: &Jobs, addr: &str, pin: &str, accept_new_identity: bool) {
         self.error = None;
+        self.changed = None;
         let addr = addr.trim().to_string();
         if addr.is_empty() {
             self.error = Some("Type the address the host shows (for example 192.168.1.20:7878).".into());
@@ -68,12 +80,20 @@ impl Sessions {
             pin: (!pin.is_empty()).then(|| pin.into()),
             connect_timeout: BROWSE_TIMEOUT,
             io_timeout: BROWSE_TIMEOUT,
+            accept_new_identity,
             ..ConnectOptions::remembering()
         };
         let handle = jobs.browse(&addr, &opts);
         handle.list("");
-        self.attempt =
-            Some(Session { handle, addr, opts, server: None, loading: Some(String::new()), list_error: None });
+        self.attempt = Some(Session {
+            handle,
+            addr,
+            opts,
+            server: None,
+            identity: None,
+            loading: Some(String::new()),
+            list_error: None,
+        });
     }
 
     /// Closes both connections (dropping a handle closes its connection).
@@ -131,12 +151,20 @@ impl Sessions {
     fn attempt_event(&mut self, kind: EventKind) -> Update {
         let Some(s) = &mut self.attempt else { return Update::None };
         match kind {
-            EventKind::Connected { server, peer, .. } => {
+            EventKind::Connected { server, peer, identity } => {
                 s.server = Some((server, peer));
+                s.identity = identity;
+                // Once accepted and remembered, later connections need not accept again.
+                s.opts.accept_new_identity = false;
                 let addr = s.addr.clone();
                 self.current = self.attempt.take(); // the old connection closes as it is dropped
                 self.error = None;
                 Update::Connected { addr }
+            }
+            EventKind::Failed(ClientError::IdentityChanged { host, known, seen }) => {
+                self.changed = Some((host, known, seen));
+                self.attempt = None;
+                Update::None
             }
             EventKind::Failed(error) => {
                 self.error = Some(match &error {
@@ -200,6 +228,10 @@ pub(crate) fn describe(error: &ClientError) -> String {
             format::size(*available)
         ),
         ClientError::Connect { source, .. } => format::io_words(source),
+        ClientError::WrongPin => "wrong PIN (or someone between you and the host): check it with the host".into(),
+        ClientError::TlsRequired | ClientError::Handshake { .. } => {
+            "the host does not speak ferry's encrypted protocol (a plain `--plain` host, or not ferry)".into()
+        }
         other => format::without_os_error(&Escaped(&other.to_string()).to_string()),
     }
 }

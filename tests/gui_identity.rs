@@ -1,0 +1,116 @@
+#![cfg(feature = "gui")]
+//! The host's identity in the window: the Server tab and the Client tab show the same colours
+//! and groups, and a known host whose identity changed is refused with a red warning until the
+//! person accepts the new identity.
+//!
+//! The window keeps its known hosts where ferry does: under cargo, `FERRY_CONFIG_DIR` points
+//! into target/ (.cargo/config.toml), never at the person's own configuration folder.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use ferry::gui::{FerryApp, State};
+use ferry::server::{Server, ServerConfig, ServerEvent};
+use ferry::transport::{Identity, KnownHosts, host_key};
+
+type App = Harness<'static, FerryApp>;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn app(download_dir: &Path) -> App {
+    let state = State { download_dir: download_dir.display().to_string(), ..State::default() };
+    Harness::builder()
+        .with_size([1100.0, 900.0])
+        .with_step_dt(1.0 / 60.0)
+        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false))
+}
+
+#[track_caller]
+fn step_until(h: &mut App, what: &str, done: impl Fn(&App) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        h.step();
+        if done(h) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn type_into(h: &mut App, label: &str, text: &str) {
+    h.get_by_label(label).set_text_value_accesskit(text);
+    h.run_steps(2);
+}
+
+fn click(h: &mut App, label: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(2);
+}
+
+fn has(h: &App, label: &str) -> bool {
+    h.query_all_by_label_contains(label).next().is_some()
+}
+
+#[test]
+fn both_tabs_show_the_same_identity_and_a_changed_one_waits_for_the_person() {
+    let config = ferry::transport::config_dir().expect("a configuration folder");
+    assert!(
+        std::env::var_os("FERRY_CONFIG_DIR").is_some(),
+        "run under cargo, which points FERRY_CONFIG_DIR at {}",
+        config.display()
+    );
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("a.txt"), b"a").unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let mut h = app(downloads.path());
+
+    // Hosting from the Server tab shows the host's own identity (the key in the config folder).
+    type_into(&mut h, "Folder to host", &share.path().display().to_string());
+    type_into(&mut h, "Listen on", "127.0.0.1");
+    type_into(&mut h, "port", "0");
+    click(&mut h, "Start hosting");
+    step_until(&mut h, "the server to listen", |h| h.state().hosting_addr().is_some());
+    h.run_steps(2);
+    let own = Identity::load_default().unwrap().fingerprint();
+    let shown = format!("identity: {}", own.groups());
+    assert!(has(&h, &shown), "the Server tab shows {shown}");
+    let addr = h.state().hosting_addr().unwrap();
+
+    // The Client tab, connected to it, shows the same groups.
+    click(&mut h, "Client");
+    type_into(&mut h, "Server address", &addr.to_string());
+    click(&mut h, "Connect");
+    step_until(&mut h, "the listing", |h| h.query_by_label("a.txt").is_some());
+    assert!(has(&h, &shown), "the Client tab shows {shown}");
+
+    // Another host, with another key, where this client remembers a different identity.
+    let other = Arc::new(Identity::generate().unwrap());
+    let mut cfg = ServerConfig::new(share.path(), "127.0.0.1:0");
+    cfg.identity = Some(other.clone());
+    let (_server, events): (Server, _) = Server::spawn(cfg, None);
+    let other_addr = loop {
+        match events.recv_timeout(WAIT).unwrap() {
+            ServerEvent::Listening { addr, .. } => break addr,
+            ServerEvent::StartFailed { error } => panic!("{error}"),
+            _ => {}
+        }
+    };
+    let known = KnownHosts::new(KnownHosts::default_path().unwrap());
+    let key = host_key(&other_addr.to_string(), ferry::client::DEFAULT_PORT);
+    known.remember(&key, own).unwrap();
+
+    type_into(&mut h, "Server address", &other_addr.to_string());
+    click(&mut h, "Connect");
+    step_until(&mut h, "the changed-identity warning", |h| has(h, "has CHANGED"));
+    assert!(has(&h, &format!("identity: {}", other.fingerprint().groups())), "the new identity is shown");
+    assert_eq!(known.lookup(&key).unwrap(), Some(own), "not accepted by itself");
+    click(&mut h, "They match: accept the new identity");
+    step_until(&mut h, "the accepted host", |h| has(h, "You accepted this host's new identity"));
+    assert!(!has(&h, "has CHANGED"));
+    assert_eq!(known.lookup(&key).unwrap(), Some(other.fingerprint()), "remembered once accepted");
+}
