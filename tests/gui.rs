@@ -823,10 +823,11 @@ fn the_host_shows_a_transfer_as_delivered_only_once_the_client_confirms_it() {
 
     // A client that takes the file and never says what became of it (as one that could not
     // save it would): all the bytes go out, and the host must not call it delivered.
-    let mut silent = TcpStream::connect(addr).unwrap();
+    let mut silent = ferry::transport::connect(TcpStream::connect(addr).unwrap()).unwrap();
     let hello = format!(r#"{{"op":"hello","version":{},"client":"silent"}}"#, ferry::protocol::VERSION);
     silent.write_all(&frame(&hello)).unwrap();
     silent.write_all(&frame(r#"{"op":"get","path":"once.txt"}"#)).unwrap();
+    silent.flush().unwrap();
     step_until(&mut h, "the finished transfer", WAIT, |h| has(h, "sent, not confirmed"));
     assert!(!has(&h, "confirmed by") && h.query_by_label("confirmed").is_none());
 
