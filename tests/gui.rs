@@ -857,9 +857,10 @@ fn one_client_with_several_connections_shows_as_one() {
     let slow = relay(addr, None, Duration::from_millis(10));
 
     // Another client, without an instance id (an older or foreign one): a person of its own.
-    let mut other = TcpStream::connect(addr).unwrap();
+    let mut other = ferry::transport::connect(TcpStream::connect(addr).unwrap()).unwrap();
     let hello = format!(r#"{{"op":"hello","version":{},"client":"other"}}"#, ferry::protocol::VERSION);
     other.write_all(&frame(&hello)).unwrap();
+    other.flush().unwrap();
 
     connect_from_client_tab(&mut h, &slow.to_string());
     step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("slow.bin").is_some());
