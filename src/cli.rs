@@ -235,12 +235,7 @@ fn serve(config: ServerConfig) -> i32 {
                     log(format_args!("clients must give the PIN"));
                     eprintln!("PIN: {}  (read it out to the person connecting)", pin.expose());
                 }
-                let folder = root.file_name().map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
-                let mut what = Announcement::new(addr, folder);
-                what.pin = pin.is_some();
-                what.tls = identity.is_some();
-                what.id = identity.map(|id| id.hex());
-                announcer = announce(&what);
+                announcer = announce(&Announcement::for_host(addr, &root, pin.is_some(), identity.as_ref()));
             }
             ServerEvent::StartFailed { error } => {
                 eprintln!("ferry: {error}");

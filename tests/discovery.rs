@@ -26,6 +26,11 @@ fn photos() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, root)
 }
 
+/// The hosts' identity: the key in the configuration folder they share with this test.
+fn host_id() -> String {
+    ferry::transport::Identity::load_default().unwrap().fingerprint().hex()
+}
+
 fn instance() -> String {
     ferry::discovery::instance_name("photos", &ferry::discovery::machine_name())
 }
@@ -43,7 +48,7 @@ fn a_host_is_discovered_with_its_port_and_txt_then_reached_by_name() {
     assert_eq!(lines.len(), 1, "{stdout}");
     let fields: Vec<&str> = lines[0].split('\t').collect();
     // The host's identity: the key in the configuration folder it shares with this test.
-    let id = ferry::transport::Identity::load_default().unwrap().fingerprint().hex();
+    let id = host_id();
     assert_eq!(
         fields,
         [instance().as_str(), &format!("{HOST_IP}:7900"), "folder=photos", "pin=yes", "tls=yes", &format!("id={id}")],
@@ -77,7 +82,7 @@ fn a_host_is_discovered_with_its_port_and_txt_then_reached_by_name() {
 
 /// Run by the tests below inside the browsing namespace (see [`browser_in`]): browses, with
 /// the remembered addresses in `FERRY_TEST_REMEMBERED` (comma-separated), and prints each
-/// event as one line: "EVENT found|updated NAME|ADDRESSES|FOLDER|SOURCE|REACH|pin=BOOL",
+/// event as one line: "EVENT found|updated NAME|ADDRESSES|FOLDER|SOURCE|REACH|pin=BOOL|tls=BOOL",
 /// "EVENT lost NAME", "EVENT nothing SUMMARY" then "EVENT why LINE" per line.
 #[test]
 #[ignore = "a helper: tests in this file run it inside a network namespace"]
@@ -98,7 +103,8 @@ fn browse_and_print_events() {
     let (_browser, events) = Browser::start(opts, None).unwrap();
     let line = |h: &Host| {
         let addrs: Vec<String> = h.addrs.iter().map(|a| a.to_string()).collect();
-        format!("{}|{}|{}|{:?}|{:?}|pin={}", h.name, addrs.join(","), h.folder, h.source, h.reach, h.pin)
+        let tls = if h.tls { format!("true id={}", h.id.as_deref().unwrap_or("-")) } else { "false".into() };
+        format!("{}|{}|{}|{:?}|{:?}|pin={}|tls={tls}", h.name, addrs.join(","), h.folder, h.source, h.reach, h.pin)
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Ok(event) = events.recv_deadline(deadline) {
@@ -141,9 +147,23 @@ fn a_running_browser_loses_a_host_that_stops() {
     let mut serve = serve_announced(&pair, &root, 7901, &[]);
     let mut browser = browser_in(&pair, &[]);
     let found = event(browser.wait_for("EVENT found", Duration::from_secs(15)));
-    assert_eq!(found, format!("EVENT found {}|{HOST_IP}:7901|photos|Announced|Checking|pin=false", instance()));
+    assert_eq!(
+        found,
+        format!(
+            "EVENT found {}|{HOST_IP}:7901|photos|Announced|Checking|pin=false|tls=true id={}",
+            instance(),
+            host_id()
+        )
+    );
     let checked = event(browser.wait_for("EVENT updated", Duration::from_secs(5)));
-    assert_eq!(checked, format!("EVENT updated {}|{HOST_IP}:7901|photos|Announced|Reachable|pin=false", instance()));
+    assert_eq!(
+        checked,
+        format!(
+            "EVENT updated {}|{HOST_IP}:7901|photos|Announced|Reachable|pin=false|tls=true id={}",
+            instance(),
+            host_id()
+        )
+    );
 
     assert_eq!(serve.interrupt(), 0);
     let stopped = Instant::now();
@@ -255,7 +275,7 @@ sys.exit(0 if found else 1)
     let out = pair.command(&pair.peer, python, &["-c", script]).output().unwrap();
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let id = ferry::transport::Identity::load_default().unwrap().fingerprint().hex();
+    let id = host_id();
     let expected = format!(
         "{}._ferry._tcp.local. 7904 {HOST_IP} [('id', '{id}'), ('name', 'photos'), ('pin', '0'), ('tls', '1'), ('v', '2')]",
         instance()
@@ -297,10 +317,27 @@ fn a_remembered_host_that_does_not_announce_shows_up_when_it_answers() {
     let mut browser = browser_in(&pair, &[&online, &offline]);
     let found = event(browser.wait_for("EVENT found", Duration::from_secs(10)));
     // Its folder's name comes only after the PIN: the probe sends none.
-    assert_eq!(found, format!("EVENT found {online}|{online}||Remembered|Reachable|pin=true"));
+    assert_eq!(found, format!("EVENT found {online}|{online}||Remembered|Reachable|pin=true|tls=true id=-"));
     // It was found, so no diagnosis: a lost event or nothing else within the diagnosis time.
     let rest: Vec<String> = browser.lines.recv_timeout(Duration::from_secs(5)).into_iter().collect();
     assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn a_remembered_plain_host_is_probed_in_the_clear_and_shown_as_plain() {
+    let Some(pair) = NetPair::new() else { return };
+    let (_dir, root) = photos();
+    let mut cmd =
+        pair.command(&pair.host, FERRY, &["serve", root.to_str().unwrap(), "--bind", "0.0.0.0:7907", "--plain"]);
+    cmd.env("FERRY_NO_DISCOVERY", "1");
+    let mut serve = Lines::spawn(cmd);
+    serve.wait_for("not announced", Duration::from_secs(10));
+
+    let online = format!("{HOST_IP}:7907");
+    let mut browser = browser_in(&pair, &[&online]);
+    let found = event(browser.wait_for("EVENT found", Duration::from_secs(10)));
+    // The encrypted hello fails its handshake; the plain one learns the folder's name.
+    assert_eq!(found, format!("EVENT found {online}|{online}|photos|Remembered|Reachable|pin=false|tls=false"));
 }
 
 #[test]

@@ -48,6 +48,22 @@ impl Announcement {
         Announcement { listen, folder: folder.into(), pin: false, tls: false, id: None, instance: None }
     }
 
+    /// What a host started by ferry announces: the hosted folder's name, whether it asks for a
+    /// PIN, and (when it speaks version 2) its identity, so browsers can show its colours.
+    pub fn for_host(
+        listen: SocketAddr,
+        root: &std::path::Path,
+        pin: bool,
+        identity: Option<&crate::transport::Fingerprint>,
+    ) -> Self {
+        let folder = root.file_name().map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
+        let mut what = Announcement::new(listen, folder);
+        what.pin = pin;
+        what.tls = identity.is_some();
+        what.id = identity.map(|id| id.hex());
+        what
+    }
+
     /// The TXT record this announcement carries.
     pub fn txt(&self) -> Txt {
         let version = if self.tls { VERSION } else { PLAIN_VERSION };

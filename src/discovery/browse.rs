@@ -177,7 +177,7 @@ enum Msg {
     Meta(ServiceEvent),
     Daemon(DaemonEvent),
     Probed { key: String, generation: u64, result: Result<SocketAddr, String> },
-    Remembered { typed: String, result: Result<(SocketAddr, String, bool), String> },
+    Remembered { typed: String, result: Result<Probed, String> },
     Stop,
 }
 
@@ -520,9 +520,9 @@ impl State {
         });
     }
 
-    fn on_remembered(&mut self, typed: String, result: Result<(SocketAddr, String, bool), String>) {
+    fn on_remembered(&mut self, typed: String, result: Result<Probed, String>) {
         self.remembered_pending = self.remembered_pending.saturating_sub(1);
-        let (addr, folder, pin) = match result {
+        let Probed { addr, folder, pin, tls } = match result {
             Ok(x) => x,
             Err(why) => {
                 self.remembered_failed.push((typed, why));
@@ -540,9 +540,9 @@ impl State {
             folder,
             addrs: vec![addr],
             pin,
-            tls: false,
-            version: crate::protocol::VERSION,
-            id: None,
+            tls: tls.is_some(),
+            version: if tls.is_some() { crate::protocol::VERSION } else { crate::protocol::PLAIN_VERSION },
+            id: tls.flatten(),
             source: Source::Remembered,
             reach: Reach::Reachable,
         };
@@ -583,15 +583,40 @@ fn unreachable_reason(addr: SocketAddr, e: &std::io::Error) -> String {
     }
 }
 
-/// Connect and `hello` without a PIN: the address that answered, the folder's name (empty when
-/// the host wants a PIN first) and whether it wants one.
-fn hello(typed: &str, timeout: Duration) -> Result<(SocketAddr, String, bool), String> {
+/// What a probe of a remembered host learned.
+struct Probed {
+    /// The address that answered.
+    addr: SocketAddr,
+    /// The folder's name (empty when the host wants a PIN first).
+    folder: String,
+    pin: bool,
+    /// `Some` when the host spoke version 2, with its identity (hex) when the handshake showed it.
+    tls: Option<Option<String>>,
+}
+
+/// Connect and `hello` without a PIN, encrypted first and, if the host is not, plain (a host
+/// started with `--plain`): what answered, and how.
+fn hello(typed: &str, timeout: Duration) -> Result<Probed, String> {
     let opts = ConnectOptions { pin: None, connect_timeout: timeout, io_timeout: timeout, ..Default::default() };
+    let asked_pin = |typed: &str, tls| {
+        let addr = resolve_addr(typed).ok().and_then(|a| a.first().copied()).ok_or("no address")?;
+        Ok(Probed { addr, folder: String::new(), pin: true, tls })
+    };
     match Connection::connect(typed, &opts) {
-        Ok(conn) => Ok((conn.peer(), conn.server().name.clone(), false)),
-        Err(ClientError::Refused(e)) if e.error == ErrorCode::Unauthorized => {
-            let addr = resolve_addr(typed).ok().and_then(|a| a.first().copied()).ok_or("no address")?;
-            Ok((addr, String::new(), true))
+        Ok(conn) => Ok(Probed {
+            addr: conn.peer(),
+            folder: conn.server().name.clone(),
+            pin: false,
+            tls: Some(conn.identity().map(|id| id.fingerprint.hex())),
+        }),
+        Err(ClientError::Refused(e)) if e.error == ErrorCode::Unauthorized => asked_pin(typed, Some(None)),
+        Err(ClientError::Handshake { .. }) => {
+            let plain = ConnectOptions { plain: true, ..opts };
+            match Connection::connect(typed, &plain) {
+                Ok(conn) => Ok(Probed { addr: conn.peer(), folder: conn.server().name.clone(), pin: false, tls: None }),
+                Err(ClientError::Refused(e)) if e.error == ErrorCode::Unauthorized => asked_pin(typed, None),
+                Err(e) => Err(e.to_string()),
+            }
         }
         Err(e) => Err(e.to_string()),
     }

@@ -37,16 +37,21 @@ impl Announcing {
     }
 
     /// Announces a host that now listens at `addr` (returns at once).
-    pub fn start(&mut self, addr: SocketAddr, root: &Path, pin: bool, notify: Notify) {
+    pub fn start(
+        &mut self,
+        addr: SocketAddr,
+        root: &Path,
+        pin: bool,
+        identity: Option<&crate::transport::Fingerprint>,
+        notify: Notify,
+    ) {
         self.announcer = None;
         self.events = None;
         if !self.enabled {
             self.status = Status::Off("discovery is turned off".into());
             return;
         }
-        let folder = root.file_name().map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
-        let mut what = Announcement::new(addr, folder);
-        what.pin = pin;
+        let what = Announcement::for_host(addr, root, pin, identity);
         match Announcer::start(&what, Some(notify)) {
             Ok((announcer, events)) => {
                 self.status = Status::Starting;

@@ -224,7 +224,7 @@ impl ServerTab {
     fn handle(&mut self, event: ServerEvent) {
         match event {
             ServerEvent::Listening { addr, root, identity } => {
-                self.announcing.start(addr, &root, self.active_pin.is_some(), self.notify.clone());
+                self.announcing.start(addr, &root, self.active_pin.is_some(), identity.as_ref(), self.notify.clone());
                 self.hosting = Hosting::Listening { addr, root, identity };
                 self.lan = None;
                 if addr.ip().is_unspecified() {
