@@ -23,7 +23,7 @@ fn rss_kib() -> u64 {
 
 const REQUESTS: usize = 100_000;
 
-/// Sends `REQUESTS` copies of `request` on one connection (from another thread) and reads as
+/// Sends (in the clear, to a `--plain` host: the queue is the subject, not TLS) `REQUESTS` copies of `request` on one connection (from another thread) and reads as
 /// many replies, each starting with `reply_starts`; returns the connection's two halves.
 fn flood(
     addr: std::net::SocketAddr,
@@ -56,7 +56,7 @@ fn flood(
 
 #[test]
 fn a_flood_of_unsolicited_verdicts_keeps_the_queue_bounded() {
-    let srv = TestServer::start();
+    let srv = TestServer::start_plain();
     let before = rss_kib();
     let verdict = json!({"op":"verdict","path":"a.bin","md5":"d41d8cd98f00b204e9800998ecf8427e","ok":true});
     let _conn = flood(srv.addr, verdict, br#"{"ok":true"#);
@@ -67,7 +67,7 @@ fn a_flood_of_unsolicited_verdicts_keeps_the_queue_bounded() {
 
 #[test]
 fn a_flood_of_refused_requests_keeps_memory_bounded_and_ends_are_never_dropped() {
-    let mut srv = TestServer::start();
+    let mut srv = TestServer::start_plain();
     let before = rss_kib();
     let (stream, reader) = flood(srv.addr, json!({"op":"list","path":"../outside"}), br#"{"ok":false"#);
     let grown = rss_kib().saturating_sub(before);

@@ -261,12 +261,16 @@ fn serve(
         (expected, _) => {
             // Plain version 1 carries the PIN itself in hello.
             if let Some(expected) = expected {
-                let msg = match shared.pins.check(peer.ip(), expected, pin.as_ref(), Instant::now()) {
-                    PinVerdict::Accepted => None,
-                    PinVerdict::Wrong if pin.is_none() => Some("this server needs a PIN".to_string()),
-                    PinVerdict::Wrong => Some("wrong PIN".to_string()),
-                    PinVerdict::TooMany { retry_in } => Some(too_many(retry_in)),
-                };
+                // A hello without a PIN guesses nothing (the first connect, a Nearby probe): it
+                // is told a PIN is needed and costs no attempt.
+                let msg =
+                    match pin.as_ref().map(|given| shared.pins.check(peer.ip(), expected, Some(given), Instant::now()))
+                    {
+                        None => Some("this server needs a PIN".to_string()),
+                        Some(PinVerdict::Accepted) => None,
+                        Some(PinVerdict::Wrong) => Some("wrong PIN".to_string()),
+                        Some(PinVerdict::TooMany { retry_in }) => Some(too_many(retry_in)),
+                    };
                 if let Some(msg) = msg {
                     reject(&mut stream, &mut out, ErrorReply::new(ErrorCode::Unauthorized, msg));
                     return None;

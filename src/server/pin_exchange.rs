@@ -53,14 +53,16 @@ pub(super) fn run(
     until: Instant,
 ) -> Result<(), Refusal> {
     let ip = peer.ip();
-    // Counted as a wrong PIN now, through the host's limits, and forgiven on a good
+    // A hello without a PAKE message guesses nothing (the first connect, a Nearby probe): it
+    // is told a PIN is needed and costs no attempt.
+    let Some(msg_a) = hello.pake else {
+        return Err(Refusal::answer(ErrorCode::Unauthorized, "this server needs a PIN"));
+    };
+    // A guess: counted as a wrong PIN now, through the host's limits, and forgiven on a good
     // confirmation. A client the limits hold back is not answered at all.
     if let PinVerdict::TooMany { retry_in } = shared.pins.check(ip, pin, None, Instant::now()) {
         return Err(Refusal::answer(ErrorCode::Unauthorized, &too_many(retry_in)));
     }
-    let Some(msg_a) = hello.pake else {
-        return Err(Refusal::answer(ErrorCode::Unauthorized, "this server needs a PIN"));
-    };
     let Ok(msg_a) = BASE64.decode(msg_a.as_bytes()) else {
         return Err(Refusal::answer(ErrorCode::BadRequest, "\"pake\" is not base64"));
     };
