@@ -25,10 +25,42 @@ pub fn ferry_command() -> Command {
     c
 }
 
+/// How ferry connects: version 2 (TLS 1.3, the default) or plain version 1 (`--plain` on
+/// both sides), measured side by side.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Tls,
+    Plain,
+}
+
+impl Wire {
+    /// The extra argument `serve` and `get` take.
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Wire::Tls => &[],
+            Wire::Plain => &["--plain"],
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Wire::Tls => "TLS",
+            Wire::Plain => "plain",
+        }
+    }
+}
+
 impl Bench<'_> {
     /// One timed `ferry get ADDR NAME -o DEST --force`; checks the printed digest (and, when
     /// `check_bytes`, the file itself with md5sum, untimed). Returns (MB/s, client peak RSS).
-    pub fn ferry_get(&mut self, what: &str, addr: &str, dest: &Path, check_bytes: bool) -> Result<(f64, u64)> {
+    pub fn ferry_get(
+        &mut self,
+        what: &str,
+        wire: Wire,
+        addr: &str,
+        dest: &Path,
+        check_bytes: bool,
+    ) -> Result<(f64, u64)> {
         remove_file_if_any(dest)?;
         let start = Instant::now();
         let mut get = Proc::spawn(
@@ -36,6 +68,7 @@ impl Bench<'_> {
                 .args(["get", addr, &self.big_name, "-o"])
                 .arg(dest)
                 .arg("--force")
+                .args(wire.args())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped()),
@@ -71,10 +104,11 @@ impl Bench<'_> {
         Ok((self.mbps(secs), peak_kib))
     }
 
-    pub fn run_ferry_cold(&mut self, first: bool) -> Result<f64> {
-        let server = FerryServer::start(&self.work)?;
+    pub fn run_ferry_cold(&mut self, wire: Wire, first: bool) -> Result<f64> {
+        let server = FerryServer::start(&self.work, wire)?;
         let addr = server.addr.clone();
-        let (mbps, client_kib) = self.ferry_get("ferry cold", &addr, &self.dl.join("ferry-cold.bin"), first)?;
+        let what = format!("ferry cold ({})", wire.label());
+        let (mbps, client_kib) = self.ferry_get(&what, wire, &addr, &self.dl.join("ferry-cold.bin"), first)?;
         self.client_peak_kib = self.client_peak_kib.max(client_kib);
         self.server_peak_kib = self.server_peak_kib.max(server.peak_rss_kib().unwrap_or(0));
         if let Err(e) = server.stop() {
@@ -94,12 +128,13 @@ pub struct FerryServer {
 }
 
 impl FerryServer {
-    pub fn start(dir: &Path) -> Result<FerryServer> {
+    pub fn start(dir: &Path, wire: Wire) -> Result<FerryServer> {
         let mut proc = Proc::spawn(
             ferry_command()
                 .arg("serve")
                 .arg(dir)
                 .args(["--bind", "127.0.0.1:0"])
+                .args(wire.args())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped()),
@@ -148,13 +183,13 @@ impl FerryServer {
 }
 
 /// ferry, in-process, over one connection: list, then get every file to disk. Files/s.
-pub fn small_ferry(dir: &Path, names: &[String], dest: &Path) -> Result<f64> {
+pub fn small_ferry(dir: &Path, names: &[String], dest: &Path, wire: Wire) -> Result<f64> {
     fresh_dir(dest)?;
-    let server = FerryServer::start(dir)?;
+    let server = FerryServer::start(dir, wire)?;
     let addr = server.addr.clone();
     let start = Instant::now();
-    let mut conn =
-        Connection::connect(&addr, &ConnectOptions::default()).map_err(|e| format!("ferry small files: {e}"))?;
+    let opts = ConnectOptions { plain: wire == Wire::Plain, ..Default::default() };
+    let mut conn = Connection::connect(&addr, &opts).map_err(|e| format!("ferry small files: {e}"))?;
     let listing = conn.list("").map_err(|e| format!("ferry small files: list: {e}"))?;
     let files: Vec<String> =
         listing.entries.into_iter().filter(|e| matches!(e.kind, EntryKind::File)).map(|e| e.name).collect();

@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 #[cfg(target_os = "linux")]
 use args::{Options, size_arg};
 #[cfg(target_os = "linux")]
-use ferry_runs::{FERRY, FerryServer, ferry_command, small_ferry};
+use ferry_runs::{FERRY, FerryServer, Wire, ferry_command, small_ferry};
 #[cfg(target_os = "linux")]
 use files::{Rng, fresh_dir, warm_cache, work_dir, write_random_file};
 #[cfg(target_os = "linux")]
@@ -163,7 +163,10 @@ struct Rows {
     curl_disk: Series,
     cold: Series,
     warm: Series,
+    cold_plain: Series,
+    warm_plain: Series,
     small_ferry: Series,
+    small_plain: Series,
     small_curl: Series,
 }
 
@@ -270,7 +273,10 @@ fn run(opts: &Options) -> Result<Vec<String>> {
         curl_disk: Series::default(),
         cold: Series::default(),
         warm: Series::default(),
+        cold_plain: Series::default(),
+        warm_plain: Series::default(),
         small_ferry: Series::default(),
+        small_plain: Series::default(),
         small_curl: Series::default(),
     };
     if let Err(e) = &nc {
@@ -291,12 +297,22 @@ fn run(opts: &Options) -> Result<Vec<String>> {
     let reference = bench.md5sum(&big)?;
     bench.reference = Some(reference.digest.clone());
     say(format!("md5 of the big file: {}", reference.digest));
-    let warm_server = FerryServer::start(&work)?;
+    let warm_server = FerryServer::start(&work, Wire::Tls)?;
     let warm_addr = warm_server.addr.clone();
     let (prime_mbps, prime_kib) =
-        bench.ferry_get("ferry warm (priming get)", &warm_addr, &dl.join("ferry-warm.bin"), true)?;
+        bench.ferry_get("ferry warm (priming get)", Wire::Tls, &warm_addr, &dl.join("ferry-warm.bin"), true)?;
     bench.client_peak_warm_kib = prime_kib;
     say(format!("warm server at {warm_addr}, primed with one get ({} MB/s, untimed)", num(prime_mbps)));
+    let warm_plain_server = FerryServer::start(&work, Wire::Plain)?;
+    let warm_plain_addr = warm_plain_server.addr.clone();
+    let (prime_mbps, _) = bench.ferry_get(
+        "ferry warm plain (priming get)",
+        Wire::Plain,
+        &warm_plain_addr,
+        &dl.join("ferry-warm.bin"),
+        false,
+    )?;
+    say(format!("warm --plain server at {warm_plain_addr}, primed with one get ({} MB/s, untimed)", num(prime_mbps)));
 
     let note = |label: &str, r: usize, v: f64, unit: &str| {
         say(format!("  [{r}/{}] {label:<40} {:>8} {unit}", opts.runs, num(v)));
@@ -319,25 +335,37 @@ fn run(opts: &Options) -> Result<Vec<String>> {
             rows.curl_disk.samples.push(v);
             note("http.server -> curl -o DEST; md5sum DEST", r, v, "MB/s");
         }
-        let v = bench.run_ferry_cold(r == 1)?;
+        let v = bench.run_ferry_cold(Wire::Tls, r == 1)?;
         rows.cold.samples.push(v);
         note("ferry cold (fresh serve, get, verified)", r, v, "MB/s");
-        let (v, kib) = bench.ferry_get("ferry warm", &warm_addr, &dl.join("ferry-warm.bin"), false)?;
+        let (v, kib) = bench.ferry_get("ferry warm", Wire::Tls, &warm_addr, &dl.join("ferry-warm.bin"), false)?;
         bench.client_peak_warm_kib = bench.client_peak_warm_kib.max(kib);
         rows.warm.samples.push(v);
         note("ferry warm (same server again)", r, v, "MB/s");
+        let v = bench.run_ferry_cold(Wire::Plain, false)?;
+        rows.cold_plain.samples.push(v);
+        note("ferry cold --plain", r, v, "MB/s");
+        let (v, _) =
+            bench.ferry_get("ferry warm plain", Wire::Plain, &warm_plain_addr, &dl.join("ferry-warm.bin"), false)?;
+        rows.warm_plain.samples.push(v);
+        note("ferry warm --plain", r, v, "MB/s");
     }
     bench.server_peak_warm_kib = warm_server.peak_rss_kib().unwrap_or(0);
-    if let Err(e) = warm_server.stop() {
-        bench.problems.push(e);
+    for server in [warm_server, warm_plain_server] {
+        if let Err(e) = server.stop() {
+            bench.problems.push(e);
+        }
     }
 
     let curl_cfg = work.join("curl-small.cfg");
     for r in 1..=opts.runs {
         say(format!("round {r}/{} (small files)", opts.runs));
-        let v = small_ferry(&small, &names, &work.join("dl-ferry-small"))?;
+        let v = small_ferry(&small, &names, &work.join("dl-ferry-small"), Wire::Tls)?;
         rows.small_ferry.samples.push(v);
         note("ferry: one connection, list + get each", r, v, "files/s");
+        let v = small_ferry(&small, &names, &work.join("dl-ferry-small"), Wire::Plain)?;
+        rows.small_plain.samples.push(v);
+        note("ferry --plain: the same", r, v, "files/s");
         if let Some(h) = &http {
             let v = small_curl(h, &curl_cfg, &small, &names, &work.join("dl-curl-small"))?;
             rows.small_curl.samples.push(v);

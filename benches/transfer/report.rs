@@ -89,13 +89,20 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
     let _ = writeln!(s);
     let _ = writeln!(s, "| # | what | MB/s median | min | max | ferry cold vs this | ferry warm vs this |");
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
-    let big_rows: [(&str, &str, &Series, bool); 6] = [
+    let big_rows: [(&str, &str, &Series, bool); 8] = [
         ("1", "`md5sum FILE` (the hash limit, one core)", &rows.md5sum, true),
         ("2", "`nc -l \\| md5sum` fed by `nc -N < FILE`", &rows.nc, true),
         ("3a", "`python3 -m http.server` → `curl \\| md5sum`", &rows.curl_pipe, true),
         ("3b", "`python3 -m http.server` → `curl -o DEST`, then `md5sum DEST`", &rows.curl_disk, true),
-        ("4", "**ferry cold**: fresh `ferry serve`, `ferry get -o DEST --force`, verified", &rows.cold, false),
-        ("5", "**ferry warm**: the same file again from the same server", &rows.warm, false),
+        (
+            "4",
+            "**ferry cold**: fresh `ferry serve`, `ferry get -o DEST --force`, verified (TLS 1.3)",
+            &rows.cold,
+            false,
+        ),
+        ("5", "**ferry warm**: the same file again from the same server (TLS 1.3)", &rows.warm, false),
+        ("4p", "ferry cold, `--plain` on both sides (version 1, no encryption)", &rows.cold_plain, true),
+        ("5p", "ferry warm, `--plain` on both sides (version 1, `sendfile`)", &rows.warm_plain, true),
     ];
     for (n, what, series, peer) in big_rows {
         if let Some(why) = &series.skipped {
@@ -131,10 +138,11 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
     let _ = writeln!(s, "|---|---:|---:|---:|---:|");
     for (what, series, peer) in [
         (
-            "**ferry**: one connection, `list` + `get` each, verified (in-process client, `ferry serve`)",
+            "**ferry**: one connection, `list` + `get` each, verified (in-process client, `ferry serve`, TLS 1.3)",
             &rows.small_ferry,
             false,
         ),
+        ("ferry, the same with `--plain` on both sides", &rows.small_plain, true),
         ("`python3 -m http.server` ← one `curl -K urls`", &rows.small_curl, true),
     ] {
         match &series.skipped {
@@ -210,6 +218,24 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
         "| peak RSS `ferry get` < 32 MiB ({size} transfers) | {} | {} |",
         mib(client_peak),
         under(client_peak)
+    );
+    let _ = writeln!(
+        s,
+        "| encrypted cold ≥ 0.9x `--plain` cold (issue 12) | {} | {} |",
+        opt_ratio(ratio(&rows.cold, &rows.cold_plain)),
+        target(ratio(&rows.cold, &rows.cold_plain), 0.9)
+    );
+    let _ = writeln!(
+        s,
+        "| encrypted warm ≥ 0.9x `--plain` warm (issue 12) | {} | {} |",
+        opt_ratio(ratio(&rows.warm, &rows.warm_plain)),
+        target(ratio(&rows.warm, &rows.warm_plain), 0.9)
+    );
+    let _ = writeln!(
+        s,
+        "| encrypted small files ≥ 0.8x `--plain` (issue 12) | {} | {} |",
+        opt_ratio(ratio(&rows.small_ferry, &rows.small_plain)),
+        target(ratio(&rows.small_ferry, &rows.small_plain), 0.8)
     );
     let _ = writeln!(s, "| small files ≥ 2,000 files/s | {} | {} |", opt_num(small_per_s), target(small_per_s, 2000.0));
     let _ = writeln!(
