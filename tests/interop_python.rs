@@ -2,6 +2,8 @@
 //! (tests/interop/ferry_v2_client.py) built on pyOpenSSL's TLS 1.3 and exporter and on
 //! python-spake2, none of it ferry's code, fetches a file from the real `ferry serve` with a
 //! PIN. It sees the identity ferry shows, proves the PIN by SPAKE2 and verifies the MD5 trailer.
+//! Linux (and other Unix) only: under Wine a Debian python3 is not a Windows program.
+#![cfg(unix)]
 
 mod support;
 

@@ -234,7 +234,8 @@ fn a_resumed_download_waits_while_the_host_hashes_the_part_it_already_has() {
     let dest = out.path().join("big.bin");
     fs::write(part_path(&dest), &bytes[..offset as usize]).unwrap();
     PartialRecord::new(addr.to_string(), "shared", "big.bin").save(&dest).unwrap();
-    let opts = ConnectOptions { io_timeout: Duration::from_secs(1), ..ConnectOptions::default() };
+    // The scripted host above speaks plain version 1 frames.
+    let opts = ConnectOptions { io_timeout: Duration::from_secs(1), plain: true, ..ConnectOptions::default() };
     let mut conn = Connection::connect(&addr.to_string(), &opts).unwrap();
     let req = DownloadRequest { path: "big.bin".into(), dest: dest.clone(), overwrite: false };
     match conn.download(&req, &CancelToken::new(), &mut |_| {}).unwrap() {
