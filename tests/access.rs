@@ -13,6 +13,7 @@ fn connect(addr: &str, pin: Option<&str>) -> Result<Connection, ClientError> {
     Connection::connect(addr, &ConnectOptions { pin: pin.map(Into::into), ..Default::default() })
 }
 
+#[cfg(unix)] // only the Ctrl-C test below reads a bare code
 fn refused_code(r: Result<Connection, ClientError>) -> ErrorCode {
     match r {
         Err(ClientError::Refused(e)) => e.error,
