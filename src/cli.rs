@@ -1,7 +1,8 @@
-//! The headless front: `ferry serve`, `ferry discover`, `ferry ls`, `ferry get`, on the same
-//! engine as the window.
+//! The headless front: `ferry serve`, `ferry discover`, `ferry ls`, `ferry get`, `ferry put`,
+//! on the same engine as the window.
 //!
-//! Exit codes: 0 success (for `get`: verified), 2 checksum mismatch, 1 any other failure.
+//! Exit codes: 0 success (for `get` and `put`: verified), 2 checksum mismatch, 1 any other
+//! failure.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,10 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::jobs::{EventKind, Jobs};
-use crate::client::{ClientError, ConnectOptions, Connection, DownloadRequest, HostIdentity, md5sum_line};
+use crate::client::{
+    CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, HostIdentity, UploadOutcome, UploadRequest,
+    md5sum_line,
+};
 use crate::discovery::{self, AnnounceEvent, Announcement, Announcer, BrowseEvent, DiscoveryError, Reach};
 use crate::format;
 use crate::protocol::message::EntryKind;
@@ -38,8 +42,8 @@ pub const EXIT_MISMATCH: i32 = 2;
         headless: host a folder, find hosts on the local network, list a host's folder, download \
         a file with a progress bar and an MD5 verdict. FERRY_NO_DISCOVERY=1 turns announcing \
         and browsing off.",
-    after_help = "Exit codes: 0 success (get: MD5 verified), 2 MD5 mismatch, 1 any other failure.\n\
-        Examples:\n  ferry serve ~/Public\n  ferry discover\n  ferry ls 192.168.1.20\n  ferry ls \"Public on alice-laptop\"\n  ferry get 192.168.1.20 photos/cat.jpg -o cat.jpg"
+    after_help = "Exit codes: 0 success (get, put: MD5 verified), 2 MD5 mismatch, 1 any other failure.\n\
+        Examples:\n  ferry serve ~/Public\n  ferry discover\n  ferry ls 192.168.1.20\n  ferry ls \"Public on alice-laptop\"\n  ferry get 192.168.1.20 photos/cat.jpg -o cat.jpg\n  ferry serve ~/Inbox --allow-upload\n  ferry put 192.168.1.20 report.pdf photos/ -r --to from-bob"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -48,7 +52,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Host a folder: let others list it and download from it (read-only).
+    /// Host a folder: let others list it and download from it (and, with --allow-upload,
+    /// upload into it).
     Serve {
         /// The folder to host.
         dir: PathBuf,
@@ -71,6 +76,16 @@ pub enum Command {
         /// must use --plain too). Anyone on the network can then read everything.
         #[arg(long)]
         plain: bool,
+        /// Let clients upload files into the hosted folder (ferry put). Existing files are never
+        /// replaced; every file is kept only after its MD5 is verified.
+        #[arg(long)]
+        allow_upload: bool,
+        /// Take uploads only into this folder inside the hosted one (e.g. "inbox").
+        #[arg(long, value_name = "SUBFOLDER", requires = "allow_upload")]
+        upload_folder: Option<String>,
+        /// Take only uploaded names that Windows accepts too (no CON, a:b, name. …).
+        #[arg(long)]
+        windows_names: bool,
     },
     /// Find ferry hosts on the local network (mDNS); say why when none answers.
     Discover {
@@ -131,6 +146,35 @@ pub enum Command {
         #[arg(long)]
         accept_new_identity: bool,
     },
+    /// Upload files to a host that takes uploads (ferry serve --allow-upload); the host keeps
+    /// each only once its MD5 matches. Prints "<md5>  <file>" like md5sum for each.
+    Put {
+        /// The host: HOST, HOST:PORT, [IPv6]:PORT (port 7878 if none is given), or the name
+        /// `ferry discover` shows.
+        addr: String,
+        /// The files to upload (folders too, with -r).
+        #[arg(required = true, value_name = "LOCAL")]
+        local: Vec<PathBuf>,
+        /// The folder on the host to put them in (made if missing). Default: the hosted folder.
+        #[arg(long = "to", value_name = "REMOTE_DIR", default_value = "")]
+        to: String,
+        /// Upload folders with everything in them.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// The host's PIN, if it asks for one (or set FERRY_PIN).
+        #[arg(long, env = "FERRY_PIN", hide_env_values = true)]
+        pin: Option<String>,
+        /// Give up when the host answers nothing for this many seconds.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        timeout: u64,
+        /// Connect unencrypted (protocol version 1), to a host that runs with --plain.
+        #[arg(long)]
+        plain: bool,
+        /// Go on although the host's identity differs from the remembered one, and remember
+        /// the new one (only after comparing the colours with the host's screen).
+        #[arg(long)]
+        accept_new_identity: bool,
+    },
     /// Open the desktop window (what running ferry with no command does).
     Gui,
 }
@@ -139,7 +183,18 @@ pub enum Command {
 /// window and returns when it closes.
 pub fn run(command: Command) -> i32 {
     match command {
-        Command::Serve { dir, bind, max_clients, max_per_address, idle_timeout, pin, plain } => {
+        Command::Serve {
+            dir,
+            bind,
+            max_clients,
+            max_per_address,
+            idle_timeout,
+            pin,
+            plain,
+            allow_upload,
+            upload_folder,
+            windows_names,
+        } => {
             let pin = pin.map(|p| if p.is_empty() { crate::server::random_pin() } else { p });
             let mut config = ServerConfig::new(dir, bind);
             config.max_clients = max_clients.max(1);
@@ -147,6 +202,11 @@ pub fn run(command: Command) -> i32 {
             config.idle_timeout = Duration::from_secs(idle_timeout.max(1));
             config.pin = pin.map(Into::into);
             config.plain = plain;
+            config.allow_upload = allow_upload;
+            config.upload_folder = upload_folder.map(|f| f.trim_matches('/').to_string()).filter(|f| !f.is_empty());
+            if windows_names {
+                config.upload_names = Os::Windows;
+            }
             serve(config)
         }
         Command::Discover { timeout } => discover(Duration::from_secs(timeout.max(1))),
@@ -177,6 +237,26 @@ pub fn run(command: Command) -> i32 {
                 Err(code) => code,
             }
         }
+        Command::Put { addr, local, to, recursive, pin, timeout, plain, accept_new_identity } => {
+            let opts = ConnectOptions {
+                pin: pin.map(Into::into),
+                io_timeout: Duration::from_secs(timeout.max(1)),
+                plain,
+                accept_new_identity,
+                ..ConnectOptions::remembering()
+            };
+            let files = match upload_list(&local, &to, recursive) {
+                Ok(files) => files,
+                Err(e) => {
+                    eprintln!("ferry: {e}");
+                    return EXIT_FAILURE;
+                }
+            };
+            match host_address(&addr) {
+                Ok(addr) => put(&addr, &files, &opts),
+                Err(code) => code,
+            }
+        }
         #[cfg(feature = "gui")]
         Command::Gui => crate::gui::run(),
         #[cfg(not(feature = "gui"))]
@@ -195,6 +275,7 @@ fn log(line: std::fmt::Arguments<'_>) {
 
 fn serve(config: ServerConfig) -> i32 {
     let pin = config.pin.clone();
+    let (allow_upload, upload_folder) = (config.allow_upload, config.upload_folder.clone());
     let (server, events) = Server::spawn(config, None);
     let server = std::sync::Arc::new(server);
     {
@@ -209,7 +290,12 @@ fn serve(config: ServerConfig) -> i32 {
     for event in events.iter() {
         match event {
             ServerEvent::Listening { addr, root, identity } => {
-                log(format_args!("hosting {} at {addr} (read-only); Ctrl-C stops", root.display()));
+                let uploads = match (allow_upload, &upload_folder) {
+                    (false, _) => "read-only".to_string(),
+                    (true, Some(f)) => format!("takes uploads into \"{}\"", Escaped(f)),
+                    (true, None) => "takes uploads".to_string(),
+                };
+                log(format_args!("hosting {} at {addr} ({uploads}); Ctrl-C stops", root.display()));
                 match &identity {
                     Some(id) => {
                         log(format_args!("encrypted (TLS 1.3); this host's identity: {}", id.groups()));
@@ -254,11 +340,37 @@ fn serve(config: ServerConfig) -> i32 {
             ServerEvent::TransferStarted { client, transfer, path, size, offset, .. } => {
                 let from = if offset > 0 { format!(" from byte {offset}") } else { String::new() };
                 log(format_args!("client {client} get \"{}\" ({}){from}", Escaped(&path), format::size(size)));
-                transfers.insert(transfer, (client, path));
+                transfers.insert(transfer, (client, path, "get"));
+            }
+            ServerEvent::UploadStarted { client, transfer, path, size, offset, .. } => {
+                let from = if offset > 0 { format!(" resumed from byte {offset}") } else { String::new() };
+                log(format_args!("client {client} put \"{}\" ({}){from}", Escaped(&path), format::size(size)));
+                transfers.insert(transfer, (client, path, "put"));
+            }
+            ServerEvent::UploadFinished { transfer, expected, actual, received, elapsed } => {
+                if let Some((client, path, _)) = transfers.remove(&transfer) {
+                    if expected == actual {
+                        log(format_args!(
+                            "client {client} uploaded \"{}\": {} in {:.2} s ({}), md5 {} verified, saved",
+                            Escaped(&path),
+                            format::size(received),
+                            elapsed.as_secs_f64(),
+                            format::speed(received as f64 / elapsed.as_secs_f64().max(1e-6)),
+                            hex(&actual)
+                        ));
+                    } else {
+                        log(format_args!(
+                            "client {client} put \"{}\": MD5 MISMATCH (client sent {}, received {}); not kept",
+                            Escaped(&path),
+                            hex(&expected),
+                            hex(&actual)
+                        ));
+                    }
+                }
             }
             ServerEvent::TransferProgress { .. } => {}
             ServerEvent::TransferFinished { transfer, md5, sent, elapsed } => {
-                if let Some((client, path)) = transfers.remove(&transfer) {
+                if let Some((client, path, _)) = transfers.remove(&transfer) {
                     log(format_args!(
                         "client {client} sent \"{}\": {} in {:.2} s ({}), md5 {}",
                         Escaped(&path),
@@ -270,8 +382,8 @@ fn serve(config: ServerConfig) -> i32 {
                 }
             }
             ServerEvent::TransferFailed { transfer, error } => {
-                if let Some((client, path)) = transfers.remove(&transfer) {
-                    log(format_args!("client {client} get \"{}\" failed: {}", Escaped(&path), Escaped(&error)));
+                if let Some((client, path, op)) = transfers.remove(&transfer) {
+                    log(format_args!("client {client} {op} \"{}\" failed: {}", Escaped(&path), Escaped(&error)));
                 }
             }
             ServerEvent::TransferConfirmed { client, path, ok, .. } => {
@@ -639,7 +751,151 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                 }
                 break EXIT_FAILURE;
             }
-            EventKind::Closed => break EXIT_FAILURE,
+            // Not the end of a download.
+            EventKind::Closed | EventKind::Uploaded { .. } | EventKind::UploadMismatch { .. } => break EXIT_FAILURE,
         }
     }
+}
+
+/// The files `ferry put` sends, each with its path on the host: a file goes into REMOTE_DIR
+/// under its own name; a folder (with -r) goes there under its own name, with everything in it
+/// (links to folders are not followed). Checked before connecting.
+fn upload_list(locals: &[PathBuf], to: &str, recursive: bool) -> Result<Vec<(PathBuf, String)>, String> {
+    let to = to.trim_matches('/');
+    if !to.is_empty() {
+        crate::protocol::path::split_request_path(to)
+            .map_err(|e| format!("--to {:?} is not a folder path on the host: {e}", Escaped(to).to_string()))?;
+    }
+    let mut files = Vec::new();
+    for local in locals {
+        let meta = std::fs::metadata(local).map_err(|e| format!("{}: {}", local.display(), format::io_words(&e)))?;
+        let name = local_name(local)?;
+        let remote = crate::protocol::path::join(to, &name);
+        if meta.is_dir() {
+            if !recursive {
+                return Err(format!("{} is a folder: add -r to upload it with everything in it", local.display()));
+            }
+            walk(local, &remote, &mut files)?;
+        } else {
+            files.push((local.clone(), remote));
+        }
+    }
+    Ok(files)
+}
+
+/// A local file's or folder's own name, as it will be called on the host.
+fn local_name(local: &Path) -> Result<String, String> {
+    let named = match local.file_name() {
+        Some(n) => Some(n.to_os_string()),
+        // `.` or `..`: the folder's real name.
+        None => std::fs::canonicalize(local).ok().and_then(|p| p.file_name().map(|n| n.to_os_string())),
+    };
+    let Some(name) = named else { return Err(format!("{} has no name to give it on the host", local.display())) };
+    name.into_string().map_err(|n| format!("{}: the name is not valid UTF-8, which hosts cannot take", n.display()))
+}
+
+fn walk(dir: &Path, remote: &str, files: &mut Vec<(PathBuf, String)>) -> Result<(), String> {
+    let read = std::fs::read_dir(dir).map_err(|e| format!("{}: {}", dir.display(), format::io_words(&e)))?;
+    let mut entries: Vec<_> = read.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = local_name(&path)?;
+        let Ok(kind) = entry.file_type() else { continue };
+        let meta = if kind.is_symlink() { std::fs::metadata(&path).ok() } else { entry.metadata().ok() };
+        match meta {
+            Some(m) if m.is_dir() && !kind.is_symlink() => {
+                walk(&path, &crate::protocol::path::join(remote, &name), files)?
+            }
+            Some(m) if m.is_file() => files.push((path, crate::protocol::path::join(remote, &name))),
+            _ => eprintln!("ferry: skipped {} (not a file or folder, or a link to a folder)", path.display()),
+        }
+    }
+    Ok(())
+}
+
+/// `ferry put`: each file in turn on one connection, a progress bar, an md5sum line per
+/// verified file. Exit 2 if any file's MD5 did not match on the host, else 1 if any failed.
+fn put(addr: &str, files: &[(PathBuf, String)], opts: &ConnectOptions) -> i32 {
+    let cancel = CancelToken::new();
+    {
+        let cancel = cancel.clone();
+        let _ = ctrlc::set_handler(move || cancel.cancel());
+    }
+    let mut conn = match Connection::connect(addr, opts) {
+        Ok(c) => c,
+        Err(e) => return connect_error(e),
+    };
+    report_identity(conn.identity(), opts);
+    let tty = std::io::stderr().is_terminal();
+    let (mut failed, mut mismatched) = (false, false);
+    for (local, remote) in files {
+        let mut bar: Option<ProgressBar> = None;
+        let mut last_line = Instant::now() - Duration::from_secs(10);
+        let req = UploadRequest { local: local.clone(), path: remote.clone(), mkdirs: true };
+        let result = conn.upload(&req, &cancel, &mut |p| {
+            if tty {
+                let b = bar.get_or_insert_with(|| progress_bar(p.total));
+                b.set_length(p.total);
+                b.set_position(p.done);
+            } else if last_line.elapsed() >= Duration::from_secs(1) || p.done == p.total {
+                last_line = Instant::now();
+                let pct = if p.total == 0 { 100.0 } else { p.done as f64 * 100.0 / p.total as f64 };
+                eprintln!("{pct:5.1}%  {} of {}", format::size(p.done), format::size(p.total));
+            }
+        });
+        if let Some(b) = bar.take() {
+            b.finish_and_clear();
+        }
+        match result {
+            Ok(UploadOutcome::Verified { md5, resumed_from, .. }) => {
+                if resumed_from > 0 {
+                    eprintln!("ferry: {}: resumed from byte {resumed_from}", local.display());
+                }
+                eprintln!("ferry: {}: MD5 verified by the host, saved as \"{}\"", local.display(), Escaped(remote));
+                println!("{}", md5sum_line(&md5, &local.display().to_string()));
+            }
+            Ok(UploadOutcome::Mismatch { sent, host, .. }) => {
+                mismatched = true;
+                eprintln!(
+                    "ferry: {}: MD5 MISMATCH: the file was damaged in transit and the host did not keep it",
+                    local.display()
+                );
+                eprintln!("  sent:          {}", hex(&sent));
+                eprintln!("  host computed: {}", host.map_or_else(|| "(not said)".to_string(), |h| hex(&h)));
+            }
+            Err(ClientError::Cancelled) => {
+                eprintln!("ferry: cancelled; the host keeps the partial upload: run the same command to resume");
+                return EXIT_FAILURE;
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("ferry: {}: {e}", local.display());
+                if conn.is_broken() || matches!(e, ClientError::Lost(_) | ClientError::TimedOut(_)) {
+                    // The connection broke mid-file: a new one for the files left.
+                    conn = match Connection::connect(addr, opts) {
+                        Ok(c) => c,
+                        Err(e) => return connect_error(e),
+                    };
+                }
+            }
+        }
+    }
+    if mismatched {
+        EXIT_MISMATCH
+    } else if failed {
+        EXIT_FAILURE
+    } else {
+        EXIT_OK
+    }
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let b = ProgressBar::new(total);
+    b.set_style(
+        ProgressStyle::with_template("{wide_bar:.cyan/blue} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b
 }

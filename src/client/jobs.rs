@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::partial::part_path;
-use super::{CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome, Renamed, local_dest};
+use super::{
+    CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome, Renamed, UploadOutcome,
+    UploadRequest, local_dest,
+};
 use crate::protocol::Md5Digest;
 use crate::protocol::message::{HelloReply, ListReply};
 use crate::sink::{DEFAULT_QUEUE, Delivery, Notify, Policy, Sink};
@@ -47,6 +50,12 @@ pub enum EventKind {
     Verified { md5: Md5Digest, dest: PathBuf, size: u64, resumed_from: u64, renamed: Option<Renamed> },
     /// Terminal: the digests differ; nothing was saved under the final name.
     Mismatch { expected: Md5Digest, actual: Md5Digest, size: u64 },
+    /// Terminal for an upload: the host's MD5 of the whole file equals the one computed here,
+    /// and the file is at `path` on the host.
+    Uploaded { md5: Md5Digest, path: String, size: u64, resumed_from: u64 },
+    /// Terminal for an upload: the host's MD5 (`host`, when it said) differs from the one
+    /// computed here (`sent`); the host kept nothing.
+    UploadMismatch { sent: Md5Digest, host: Option<Md5Digest>, size: u64 },
     /// Terminal: the job failed (for a browse session: it could not connect).
     Failed(ClientError),
     /// Terminal: cancelled; a download keeps its partial file for a later resume.
@@ -62,6 +71,8 @@ impl EventKind {
             self,
             EventKind::Verified { .. }
                 | EventKind::Mismatch { .. }
+                | EventKind::Uploaded { .. }
+                | EventKind::UploadMismatch { .. }
                 | EventKind::Failed(_)
                 | EventKind::Cancelled { .. }
                 | EventKind::Closed
@@ -184,6 +195,20 @@ impl Jobs {
         JobHandle { id, cancel, thread: Some(thread) }
     }
 
+    /// Uploads one file on a connection of its own; it ends in `Uploaded`, `UploadMismatch`,
+    /// `Failed` or `Cancelled` (a cancelled upload leaves the host its partial file, which the
+    /// same upload later resumes).
+    pub fn upload(&self, addr: &str, opts: &ConnectOptions, req: UploadRequest) -> JobHandle {
+        let (id, mut emitter) = self.emitter();
+        let cancel = CancelToken::new();
+        let (addr, opts, token) = (addr.to_string(), opts.clone(), cancel.clone());
+        let thread = thread::Builder::new()
+            .name(format!("ferry-put-{id}"))
+            .spawn(move || run_upload(&addr, &opts, &req, &token, &mut |kind| emitter.emit(kind)))
+            .expect("spawn upload thread");
+        JobHandle { id, cancel, thread: Some(thread) }
+    }
+
     /// Opens a browse session; it connects at once and lists nothing until asked.
     pub fn browse(&self, addr: &str, opts: &ConnectOptions) -> BrowseHandle {
         let (id, mut emitter) = self.emitter();
@@ -238,6 +263,51 @@ fn run_download(
         Ok(Outcome::Mismatch { expected, actual, size }) => EventKind::Mismatch { expected, actual, size },
         Err(ClientError::Cancelled) => EventKind::Cancelled { part: part.exists().then_some(part) },
         Err(_) if cancel.is_cancelled() => EventKind::Cancelled { part: part.exists().then_some(part) },
+        Err(e) => EventKind::Failed(e),
+    });
+}
+
+/// Progress events at most ~20 a second, but always the start, the first bytes and the end.
+fn progress_reporter(emit: &mut impl FnMut(EventKind)) -> impl FnMut(super::Progress) + '_ {
+    let mut rate = crate::rate::RateMeter::default();
+    let mut last: Option<(Instant, u64)> = None;
+    move |p| {
+        let now = Instant::now();
+        let bytes_per_sec = rate.update(now, p.done);
+        let due = match last {
+            None => true,
+            Some((t, done)) => now.duration_since(t) >= Duration::from_millis(50) || done == 0 || p.done == p.total,
+        };
+        if due && last.is_none_or(|(_, done)| done != p.done || p.done == p.total) {
+            last = Some((now, p.done));
+            emit(EventKind::Progress { done: p.done, total: p.total, bytes_per_sec });
+        }
+    }
+}
+
+fn run_upload(
+    addr: &str,
+    opts: &ConnectOptions,
+    req: &UploadRequest,
+    cancel: &CancelToken,
+    emit: &mut impl FnMut(EventKind),
+) {
+    let result = Connection::connect_with(addr, opts, Some(cancel)).and_then(|mut conn| {
+        emit(EventKind::Connected {
+            server: conn.server().clone(),
+            peer: conn.peer(),
+            identity: conn.identity().cloned(),
+        });
+        #[cfg(test)]
+        crate::sink::panic_if_injected(&req.path);
+        conn.upload(req, cancel, &mut progress_reporter(emit))
+    });
+    emit(match result {
+        Ok(UploadOutcome::Verified { md5, path, size, resumed_from }) => {
+            EventKind::Uploaded { md5, path, size, resumed_from }
+        }
+        Ok(UploadOutcome::Mismatch { sent, host, size }) => EventKind::UploadMismatch { sent, host, size },
+        Err(_) if cancel.is_cancelled() => EventKind::Cancelled { part: None },
         Err(e) => EventKind::Failed(e),
     });
 }
@@ -356,6 +426,19 @@ mod tests {
         let (jobs, events) = Jobs::new(None);
         let req = DownloadRequest { path: INJECTED_PANIC.into(), dest: out.path().join("x"), overwrite: false };
         let job = jobs.download(&addr, &ConnectOptions::default(), req);
+        let seen = until_end(&events);
+        job.join();
+        assert_one_internal_failure(&seen);
+    }
+
+    #[test]
+    fn an_upload_whose_thread_panics_ends_in_one_failed_event() {
+        let (dir, src) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (_server, addr) = host(dir.path());
+        std::fs::write(src.path().join("x"), b"x").unwrap();
+        let (jobs, events) = Jobs::new(None);
+        let req = UploadRequest { local: src.path().join("x"), path: INJECTED_PANIC.into(), mkdirs: false };
+        let job = jobs.upload(&addr, &ConnectOptions::default(), req);
         let seen = until_end(&events);
         job.join();
         assert_one_internal_failure(&seen);

@@ -16,6 +16,7 @@ mod cancel;
 mod download;
 pub mod jobs;
 pub mod partial;
+mod upload;
 
 use std::io::{self, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -26,6 +27,7 @@ pub use cancel::CancelToken;
 pub use download::{DownloadRequest, Outcome, Progress, Renamed, local_dest};
 pub use jobs::{ClientEvent, EventKind, JobId};
 pub use partial::{PartialRecord, part_path, record_path};
+pub use upload::{UploadOutcome, UploadRequest};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -436,6 +438,12 @@ impl Connection {
         closed
     }
 
+    /// Whether a transfer was abandoned half-way on this connection, so it can carry no more
+    /// requests (connect again).
+    pub fn is_broken(&self) -> bool {
+        self.poisoned
+    }
+
     /// Sends one request and reads its reply frame.
     fn request<T: serde::de::DeserializeOwned>(&mut self, req: &Request) -> Result<Result<T, ErrorReply>, ClientError> {
         use std::io::Write;
@@ -490,6 +498,17 @@ impl Connection {
             Outcome::Mismatch { actual, .. } => self.send_verdict(&req.path, actual, false),
         }
         Ok(outcome)
+    }
+
+    /// Uploads one file to a host that takes uploads; see [`UploadRequest`]. Progress counts
+    /// bytes of the whole file the host holds (a resumed upload starts at its offset).
+    pub fn upload(
+        &mut self,
+        req: &UploadRequest,
+        cancel: &CancelToken,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<UploadOutcome, ClientError> {
+        upload::upload(self, req, cancel, progress)
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) enum Hosting {
 
 struct ActiveTransfer {
     client: ClientId,
+    /// An upload from the client (else a download by it).
+    received: bool,
     path: String,
     size: u64,
     done: u64,
@@ -51,8 +53,14 @@ struct FinishedTransfer {
     confirmed: Option<bool>,
     path: String,
     size: u64,
-    /// The digest sent to the client, or why the transfer failed.
+    /// An upload from the client (else a download by it).
+    received: bool,
+    /// The digest sent to the client (for an upload: computed here over what arrived), or why
+    /// the transfer failed.
     result: Result<(Md5Digest, Duration), String>,
+    /// For an upload: the digest the client sent as the trailer. The file was kept only if it
+    /// equals the one computed here.
+    client_md5: Option<Md5Digest>,
 }
 
 /// The Server tab's runtime state: the running server and what it reported.
@@ -256,10 +264,16 @@ impl ServerTab {
                 }
             }
             ServerEvent::TransferStarted { client, transfer, path, size, offset, .. } => {
-                let mut meter = RateMeter::default();
-                meter.update(Instant::now(), offset);
-                self.active
-                    .insert(transfer, ActiveTransfer { client, path, size, done: offset, bytes_per_sec: 0.0, meter });
+                self.begin(transfer, client, path, size, offset, false);
+            }
+            ServerEvent::UploadStarted { client, transfer, path, size, offset, .. } => {
+                self.begin(transfer, client, path, size, offset, true);
+            }
+            ServerEvent::UploadFinished { transfer, expected, actual, elapsed, .. } => {
+                self.finish(transfer, Ok((actual, elapsed)));
+                if let Some(t) = self.finished.front_mut().filter(|t| t.received) {
+                    t.client_md5 = Some(expected);
+                }
             }
             ServerEvent::TransferProgress { transfer, done, total } => {
                 if let Some(t) = self.active.get_mut(&transfer) {
@@ -307,6 +321,13 @@ impl ServerTab {
         }
     }
 
+    fn begin(&mut self, transfer: TransferId, client: ClientId, path: String, size: u64, offset: u64, received: bool) {
+        let mut meter = RateMeter::default();
+        meter.update(Instant::now(), offset);
+        let t = ActiveTransfer { client, received, path, size, done: offset, bytes_per_sec: 0.0, meter };
+        self.active.insert(transfer, t);
+    }
+
     fn finish(&mut self, transfer: TransferId, result: Result<(Md5Digest, Duration), String>) {
         let Some(t) = self.active.remove(&transfer) else { return };
         let peer = self.clients.get(&t.client).map(|c| c.0).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -317,7 +338,9 @@ impl ServerTab {
             confirmed: None,
             path: t.path,
             size: t.size,
+            received: t.received,
             result,
+            client_md5: None,
         });
         self.finished.truncate(KEEP_FINISHED);
     }

@@ -78,8 +78,17 @@ pub enum Request {
         #[serde(default)]
         offset: u64,
     },
-    /// Upload a file (ferry answers `read_only`).
-    Put { path: String, size: u64 },
+    /// Upload a file of `size` bytes to `path` (on a host that takes uploads; otherwise
+    /// `read_only`). The host answers [`PutReply`]; the client then sends one data section from
+    /// the offset it names, and the host answers [`PutDone`] or `checksum_mismatch`.
+    Put {
+        path: String,
+        size: u64,
+        /// ferry extension: create the folders on the way that are missing (inside the hosted
+        /// folder). Without it a missing parent folder is `not_found`, as the contract says.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        mkdirs: bool,
+    },
     /// After a data section: what the client computed, and whether it kept the file
     /// (`ok`: verified and saved). The server answers `{"ok":true}`.
     Verdict { path: String, md5: String, ok: bool },
@@ -113,6 +122,8 @@ pub enum ErrorCode {
     Io,
     /// A plain (version 1) frame reached a host that speaks only TLS (version 2).
     TlsRequired,
+    /// The host's disk cannot hold an upload (answered before any byte is sent).
+    NoSpace,
     /// A code this version does not know (sent by a newer peer).
     #[serde(other)]
     Unknown,
@@ -138,6 +149,7 @@ impl ErrorCode {
             ErrorCode::ChecksumMismatch => "checksum_mismatch",
             ErrorCode::Io => "io",
             ErrorCode::TlsRequired => "tls_required",
+            ErrorCode::NoSpace => "no_space",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -239,6 +251,31 @@ pub struct GetReply {
     pub offset: u64,
 }
 
+/// Answer to `put`: the client sends one data section starting at `offset` (the length of the
+/// host's partial file of an earlier, interrupted upload; 0 for a fresh one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReply {
+    pub offset: u64,
+}
+
+/// Answer after an upload's data section: the file is saved under its name, and `md5` is what
+/// the host computed over the whole file (equal to the client's trailer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutDone {
+    pub md5: String,
+}
+
+/// `checksum_mismatch` after an upload's data section, with the digest the host computed
+/// (`md5`: a ferry extension, so both sides can show both digests; others ignore it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MismatchReply {
+    pub ok: bool,
+    pub error: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+}
+
 /// Sorts entries the way the contract lists them: folders first, then files, each by name.
 pub fn sort_entries(entries: &mut [Entry]) {
     entries.sort_by(|a, b| {
@@ -309,7 +346,15 @@ mod tests {
     #[test]
     fn contract_examples_parse() {
         let r = parse_request(br#"{"op":"put","path":"b.bin","size":123}"#).unwrap();
-        assert_eq!(r, Request::Put { path: "b.bin".into(), size: 123 });
+        assert_eq!(r, Request::Put { path: "b.bin".into(), size: 123, mkdirs: false });
+        let put = Request::Put { path: "b.bin".into(), size: 123, mkdirs: false };
+        assert_eq!(serde_json::to_string(&put).unwrap(), r#"{"op":"put","path":"b.bin","size":123}"#);
+        let r = parse_request(br#"{"op":"put","path":"a/b.bin","size":1,"mkdirs":true}"#).unwrap();
+        assert_eq!(r, Request::Put { path: "a/b.bin".into(), size: 1, mkdirs: true });
+        let done: PutDone = parse_reply(br#"{"ok":true,"md5":"d41d8cd98f00b204e9800998ecf8427e"}"#).unwrap().unwrap();
+        assert_eq!(done.md5, "d41d8cd98f00b204e9800998ecf8427e");
+        let e: Result<PutReply, ErrorReply> = parse_reply(br#"{"ok":false,"error":"no_space","message":"m"}"#).unwrap();
+        assert_eq!(e.unwrap_err().error, ErrorCode::NoSpace);
         let r = parse_request(br#"{"op":"hello","version":1,"client":"x","pin":"1234"}"#).unwrap();
         assert_eq!(
             r,

@@ -61,7 +61,7 @@ const OUTSIDE: &str = "a symbolic link leads outside the hosted folder";
 const LOOP: &str = "too many symbolic links (a loop?)";
 
 impl ResolveError {
-    fn from_io(e: io::Error) -> Self {
+    pub(in crate::server) fn from_io(e: io::Error) -> Self {
         #[cfg(unix)]
         if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
             return ResolveError::Forbidden(LOOP);
@@ -151,6 +151,13 @@ impl Root {
     /// The canonical path of the hosted folder (without a `\\?\` prefix on Windows).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The handle on the hosted folder every resolution starts from (uploads walk from it too).
+    #[cfg(unix)]
+    pub(in crate::server) fn dir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.dir.as_fd()
     }
 
     /// The folder's own name, shown to clients.

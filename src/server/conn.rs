@@ -12,7 +12,7 @@ use super::pin_limit::PinVerdict;
 use super::reply::{self, Who, encode_ok, reply_error, send_all};
 use super::send::{self, GetEnd};
 use super::stop_aware::StopAware;
-use super::{ClientId, Root, ServerEvent, Shared, Slot, pin_exchange};
+use super::{ClientId, Root, ServerEvent, Shared, Slot, pin_exchange, upload};
 use crate::protocol::frame::{self, FrameError, MAX_REQUEST_LEN};
 use crate::protocol::message::{Ack, ErrorCode, ErrorReply, HelloReply, ListReply, Request, parse_request};
 use crate::protocol::path::Escaped;
@@ -339,12 +339,13 @@ fn serve(
                 "hello".into(),
                 ErrorReply::new(ErrorCode::BadRequest, "hello was already received on this connection"),
             ),
-            Ok(Request::Put { path, .. }) => refuse(
-                stream,
-                &mut out,
-                format!("put {}", Escaped(&path)),
-                ErrorReply::new(ErrorCode::ReadOnly, "this server does not accept uploads"),
-            ),
+            Ok(Request::Put { path, size, mkdirs }) => {
+                let req = upload::PutRequest { client, peer, path: &path, size, mkdirs };
+                match upload::handle_put(shared, root, &mut reader, &mut out, &mut buf, req) {
+                    upload::PutEnd::Continue => Ok(()),
+                    upload::PutEnd::Close(reason) => return Some(reason),
+                }
+            }
             Ok(Request::List { path }) => match root.list(&path) {
                 Ok(entries) => {
                     encode_ok(&mut out, &ListReply { path, entries });

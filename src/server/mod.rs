@@ -25,6 +25,7 @@ mod pin_limit;
 mod reply;
 mod send;
 mod stop_aware;
+mod upload;
 
 use std::collections::HashMap;
 use std::io;
@@ -41,6 +42,7 @@ pub use confine::{ResolveError, Root};
 
 use crate::protocol::Md5Digest;
 use crate::protocol::message::Secret;
+use crate::protocol::names::Os;
 use crate::sink::{DEFAULT_QUEUE, Delivery, Notify, Policy, Sink};
 use crate::transport::{Fingerprint, HostTls, Identity};
 
@@ -83,6 +85,14 @@ pub struct ServerConfig {
     /// The key the host presents; `None` loads (or makes, on first hosting) the one kept in
     /// the configuration folder ([`crate::transport::config_dir`]).
     pub identity: Option<Arc<Identity>>,
+    /// Take uploads (`put`); off by default, when every `put` is answered `read_only`.
+    pub allow_upload: bool,
+    /// Where uploads may go: a folder inside the hosted one, as a protocol path (`"inbox"`);
+    /// `None` (or `""`) for anywhere in the hosted folder. A `put` outside it is `forbidden`.
+    pub upload_folder: Option<String>,
+    /// The name rules an uploaded file's path must follow: this system's by default;
+    /// `Os::Windows` keeps every uploaded name valid on Windows too.
+    pub upload_names: Os,
 }
 
 impl ServerConfig {
@@ -97,6 +107,9 @@ impl ServerConfig {
             pin: None,
             plain: false,
             identity: None,
+            allow_upload: false,
+            upload_folder: None,
+            upload_names: Os::current(),
         }
     }
 }
@@ -168,6 +181,28 @@ pub enum ServerEvent {
         transfer: TransferId,
         error: String,
     },
+    /// A client began uploading `path` (`size` bytes; `offset` of them were already in the
+    /// host's partial file from an interrupted upload). Progress follows as
+    /// [`ServerEvent::TransferProgress`]; the end as [`ServerEvent::UploadFinished`] or
+    /// [`ServerEvent::TransferFailed`].
+    UploadStarted {
+        client: ClientId,
+        transfer: TransferId,
+        peer: SocketAddr,
+        path: String,
+        size: u64,
+        offset: u64,
+    },
+    /// An upload's data section arrived whole. `expected` is the client's trailer, `actual`
+    /// what the host computed over the whole file: when they are equal the file was saved
+    /// under its name; otherwise nothing was kept (the client was told `checksum_mismatch`).
+    UploadFinished {
+        transfer: TransferId,
+        expected: Md5Digest,
+        actual: Md5Digest,
+        received: u64,
+        elapsed: Duration,
+    },
     /// The client said how a transfer of `path` ended on its side (the protocol's `verdict`):
     /// `ok` means its MD5 matched and the file was saved. Until this arrives, a finished
     /// transfer was sent but not confirmed.
@@ -206,7 +241,8 @@ impl ServerEvent {
             | ServerEvent::TransferConfirmed { .. }
             | ServerEvent::ClientRejected { .. }
             | ServerEvent::ClientConnected { .. }
-            | ServerEvent::TransferStarted { .. } => Delivery::Droppable,
+            | ServerEvent::TransferStarted { .. }
+            | ServerEvent::UploadStarted { .. } => Delivery::Droppable,
             _ => Delivery::Essential,
         }
     }
@@ -225,6 +261,8 @@ pub(crate) struct Shared {
     /// Set once hosting starts, unless the host is plain.
     tls: std::sync::OnceLock<HostTls>,
     sink: Sink<ServerEvent>,
+    /// The paths being uploaded right now (each by one connection at a time).
+    uploads: upload::Claims,
 }
 
 impl Shared {
@@ -320,6 +358,7 @@ impl Server {
             pins: Default::default(),
             tls: std::sync::OnceLock::new(),
             sink,
+            uploads: Default::default(),
         });
         let local_addr = Arc::new(Mutex::new(None));
         let accept = {

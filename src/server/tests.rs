@@ -50,3 +50,40 @@ fn a_panicking_connection_ends_once_and_frees_its_slot() {
     assert!(!rest.iter().any(|e| matches!(e, ServerEvent::TransferFailed { .. })), "{rest:?}");
     assert!(matches!(rest.last(), Some(ServerEvent::Stopped)), "{rest:?}");
 }
+
+#[test]
+fn a_panicking_upload_ends_in_one_failure_and_leaves_nothing_under_the_name() {
+    use crate::client::UploadRequest;
+    let (dir, src) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let local = src.path().join("x");
+    std::fs::write(&local, b"boom").unwrap();
+    let mut config = ServerConfig::new(dir.path(), "127.0.0.1:0");
+    config.allow_upload = true;
+    let (server, events) = Server::spawn(config, None);
+    let addr = loop {
+        if let ServerEvent::Listening { addr, .. } = events.recv_timeout(Duration::from_secs(10)).unwrap() {
+            break addr.to_string();
+        }
+    };
+    let mut conn = Connection::connect(&addr, &ConnectOptions::default()).unwrap();
+    let req = UploadRequest { local, path: INJECTED_PANIC.into(), mkdirs: false };
+    let result = conn.upload(&req, &CancelToken::new(), &mut |_| {});
+    assert!(matches!(result, Err(ClientError::Lost(_))), "{result:?}");
+    let mut seen = Vec::new();
+    loop {
+        let event = events.recv_timeout(Duration::from_secs(10)).expect("the connection's last event");
+        let last = matches!(event, ServerEvent::ClientDisconnected { .. });
+        seen.push(event);
+        if last {
+            break;
+        }
+    }
+    let ends: Vec<_> = seen
+        .iter()
+        .filter(|e| matches!(e, ServerEvent::TransferFailed { .. } | ServerEvent::UploadFinished { .. }))
+        .collect();
+    assert_eq!(ends.len(), 1, "{seen:?}");
+    assert!(matches!(ends[0], ServerEvent::TransferFailed { error, .. } if error.contains("panicked")));
+    assert!(!dir.path().join(INJECTED_PANIC).exists());
+    server.stop_and_join();
+}

@@ -333,6 +333,9 @@ pub enum Tamper {
     /// Pass this many bytes, then hold the rest until [`Relay::release`]; after release,
     /// drop everything and close the client's side when the server's side ends.
     StallAfter(u64),
+    /// Leave the server-to-client stream alone; XOR the byte at this offset of the
+    /// client-to-server stream (an upload's data) with 0x01.
+    FlipUpstreamByteAt(u64),
 }
 
 /// A TCP relay on 127.0.0.1 port 0 that forwards each connection to `target`.
@@ -360,8 +363,12 @@ impl Relay {
                 let Ok(client) = client else { continue };
                 let Ok(server) = TcpStream::connect(target) else { continue };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                // client -> server: untouched
-                thread::spawn(move || pipe(c2, s2));
+                // client -> server: untouched, unless an upload is to be damaged
+                let upstream_flip = match tamper {
+                    Tamper::FlipUpstreamByteAt(at) => Some(at),
+                    _ => None,
+                };
+                thread::spawn(move || pipe(c2, s2, upstream_flip));
                 let (tamper, release, fwd) = (tamper.clone(), release2.clone(), fwd2.clone());
                 thread::spawn(move || pipe_tampered(server, client, tamper, release, fwd));
             }
@@ -385,12 +392,20 @@ impl Drop for Relay {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, flip: Option<u64>) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = 0u64;
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                if let Some(at) = flip
+                    && at >= pos
+                    && at < pos + n as u64
+                {
+                    buf[(at - pos) as usize] ^= 0x01;
+                }
+                pos += n as u64;
                 if to.write_all(&buf[..n]).is_err() {
                     break;
                 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::session::describe;
 use crate::client::jobs::{EventKind, JobHandle, JobId, Jobs};
-use crate::client::{ClientError, ConnectOptions, DownloadRequest, part_path, record_path};
+use crate::client::{ClientError, ConnectOptions, DownloadRequest, UploadRequest, part_path, record_path};
 use crate::gui::verdict::Verdict;
 use crate::protocol::path::Escaped;
 
@@ -40,7 +40,10 @@ pub(crate) struct Download {
     pub addr: String,
     opts: ConnectOptions,
     pub remote: String,
+    /// The local file: where a download goes, or what an upload sends.
     pub dest: PathBuf,
+    /// An upload of `dest` to `remote` (else a download of `remote` into `dest`).
+    pub upload: bool,
     overwrite: bool,
     pub phase: Phase,
     pub done: u64,
@@ -80,6 +83,10 @@ impl Transfers {
 
     /// Starts downloading `remote` from `addr` into `dest`.
     pub fn start(&mut self, jobs: &Jobs, addr: &str, opts: &ConnectOptions, remote: String, dest: PathBuf) {
+        self.begin(jobs, addr, opts, remote, dest, false);
+    }
+
+    fn begin(&mut self, jobs: &Jobs, addr: &str, opts: &ConnectOptions, remote: String, dest: PathBuf, upload: bool) {
         self.next_row += 1;
         let mut d = Download {
             row: self.next_row,
@@ -89,6 +96,7 @@ impl Transfers {
             opts: download_options(opts),
             remote,
             dest,
+            upload,
             overwrite: false,
             phase: Phase::Connecting,
             done: 0,
@@ -205,6 +213,16 @@ impl Transfers {
             EventKind::Mismatch { expected, actual, size } => {
                 d.phase = Phase::Done { verdict: Verdict::Mismatch { expected, actual }, size, resumed_from: 0 };
             }
+            EventKind::Uploaded { md5, size, resumed_from, .. } => {
+                d.done = size;
+                d.total = size;
+                d.phase = Phase::Done { verdict: Verdict::Verified(md5), size, resumed_from };
+            }
+            EventKind::UploadMismatch { sent, host, size } => {
+                // The host computed `host` over what arrived, against the `sent` trailer.
+                let verdict = Verdict::Mismatch { expected: sent, actual: host.unwrap_or_default() };
+                d.phase = Phase::Done { verdict, size, resumed_from: 0 };
+            }
             EventKind::Failed(ClientError::Exists(_)) => d.phase = Phase::Exists,
             EventKind::Failed(error) => d.phase = Phase::Failed { message: describe(&error) },
             EventKind::Cancelled { part } => d.phase = Phase::Cancelled { part },
@@ -232,8 +250,13 @@ fn download_options(browse: &ConnectOptions) -> ConnectOptions {
 }
 
 fn start_job(jobs: &Jobs, d: &mut Download) {
-    let req = DownloadRequest { path: d.remote.clone(), dest: d.dest.clone(), overwrite: d.overwrite };
-    let job = jobs.download(&d.addr, &d.opts, req);
+    let job = if d.upload {
+        let req = UploadRequest { local: d.dest.clone(), path: d.remote.clone(), mkdirs: true };
+        jobs.upload(&d.addr, &d.opts, req)
+    } else {
+        let req = DownloadRequest { path: d.remote.clone(), dest: d.dest.clone(), overwrite: d.overwrite };
+        jobs.download(&d.addr, &d.opts, req)
+    };
     d.job_id = job.id;
     d.job = Some(job);
     d.phase = Phase::Connecting;
