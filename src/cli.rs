@@ -245,8 +245,13 @@ pub fn run(command: Command) -> i32 {
                 accept_new_identity,
                 ..ConnectOptions::remembering()
             };
-            let files = match upload_list(&local, &to, recursive) {
-                Ok(files) => files,
+            let files = match crate::client::plan_uploads(&local, &to, recursive) {
+                Ok(plan) => {
+                    for skipped in &plan.skipped {
+                        eprintln!("ferry: skipped {} (not a file or folder, or a link to a folder)", skipped.display());
+                    }
+                    plan.files
+                }
                 Err(e) => {
                     eprintln!("ferry: {e}");
                     return EXIT_FAILURE;
@@ -755,63 +760,6 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
             EventKind::Closed | EventKind::Uploaded { .. } | EventKind::UploadMismatch { .. } => break EXIT_FAILURE,
         }
     }
-}
-
-/// The files `ferry put` sends, each with its path on the host: a file goes into REMOTE_DIR
-/// under its own name; a folder (with -r) goes there under its own name, with everything in it
-/// (links to folders are not followed). Checked before connecting.
-fn upload_list(locals: &[PathBuf], to: &str, recursive: bool) -> Result<Vec<(PathBuf, String)>, String> {
-    let to = to.trim_matches('/');
-    if !to.is_empty() {
-        crate::protocol::path::split_request_path(to)
-            .map_err(|e| format!("--to {:?} is not a folder path on the host: {e}", Escaped(to).to_string()))?;
-    }
-    let mut files = Vec::new();
-    for local in locals {
-        let meta = std::fs::metadata(local).map_err(|e| format!("{}: {}", local.display(), format::io_words(&e)))?;
-        let name = local_name(local)?;
-        let remote = crate::protocol::path::join(to, &name);
-        if meta.is_dir() {
-            if !recursive {
-                return Err(format!("{} is a folder: add -r to upload it with everything in it", local.display()));
-            }
-            walk(local, &remote, &mut files)?;
-        } else {
-            files.push((local.clone(), remote));
-        }
-    }
-    Ok(files)
-}
-
-/// A local file's or folder's own name, as it will be called on the host.
-fn local_name(local: &Path) -> Result<String, String> {
-    let named = match local.file_name() {
-        Some(n) => Some(n.to_os_string()),
-        // `.` or `..`: the folder's real name.
-        None => std::fs::canonicalize(local).ok().and_then(|p| p.file_name().map(|n| n.to_os_string())),
-    };
-    let Some(name) = named else { return Err(format!("{} has no name to give it on the host", local.display())) };
-    name.into_string().map_err(|n| format!("{}: the name is not valid UTF-8, which hosts cannot take", n.display()))
-}
-
-fn walk(dir: &Path, remote: &str, files: &mut Vec<(PathBuf, String)>) -> Result<(), String> {
-    let read = std::fs::read_dir(dir).map_err(|e| format!("{}: {}", dir.display(), format::io_words(&e)))?;
-    let mut entries: Vec<_> = read.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let name = local_name(&path)?;
-        let Ok(kind) = entry.file_type() else { continue };
-        let meta = if kind.is_symlink() { std::fs::metadata(&path).ok() } else { entry.metadata().ok() };
-        match meta {
-            Some(m) if m.is_dir() && !kind.is_symlink() => {
-                walk(&path, &crate::protocol::path::join(remote, &name), files)?
-            }
-            Some(m) if m.is_file() => files.push((path, crate::protocol::path::join(remote, &name))),
-            _ => eprintln!("ferry: skipped {} (not a file or folder, or a link to a folder)", path.display()),
-        }
-    }
-    Ok(())
 }
 
 /// `ferry put`: each file in turn on one connection, a progress bar, an md5sum line per

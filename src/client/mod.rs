@@ -27,7 +27,7 @@ pub use cancel::CancelToken;
 pub use download::{DownloadRequest, Outcome, Progress, Renamed, local_dest};
 pub use jobs::{ClientEvent, EventKind, JobId};
 pub use partial::{PartialRecord, part_path, record_path};
-pub use upload::{UploadOutcome, UploadRequest};
+pub use upload::{UploadOutcome, UploadPlan, UploadRequest, plan_uploads};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;

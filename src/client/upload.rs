@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{CancelToken, ClientError, Connection, Progress};
@@ -220,5 +220,97 @@ fn after_failed_send(conn: &mut Connection, e: Sending, req: &UploadRequest) -> 
                 None => ClientError::from_io(error, conn.timeout),
             }
         }
+    }
+}
+
+/// What [`plan_uploads`] found to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadPlan {
+    /// Each local file with its path on the host.
+    pub files: Vec<(PathBuf, String)>,
+    /// What was left out: special files, and links to folders (never followed).
+    pub skipped: Vec<PathBuf>,
+}
+
+/// The uploads that send `locals` into the host's folder `to` (`""`: the hosted folder): a
+/// file goes there under its own name; a folder (only when `recursive`) under its own name,
+/// with everything in it, in name order. Names that are not UTF-8 cannot be sent and are an
+/// error, as is a folder without `recursive`. Reads the local disk only.
+pub fn plan_uploads(locals: &[PathBuf], to: &str, recursive: bool) -> Result<UploadPlan, String> {
+    use crate::protocol::path::{Escaped, join, split_request_path};
+    let to = to.trim_matches('/');
+    if !to.is_empty() {
+        split_request_path(to)
+            .map_err(|e| format!("{:?} is not a folder path on the host: {e}", Escaped(to).to_string()))?;
+    }
+    let mut plan = UploadPlan::default();
+    for local in locals {
+        let meta =
+            std::fs::metadata(local).map_err(|e| format!("{}: {}", local.display(), crate::format::io_words(&e)))?;
+        let remote = join(to, &local_name(local)?);
+        if meta.is_dir() {
+            if !recursive {
+                return Err(format!("{} is a folder: add -r to upload it with everything in it", local.display()));
+            }
+            walk(local, &remote, &mut plan)?;
+        } else {
+            plan.files.push((local.clone(), remote));
+        }
+    }
+    Ok(plan)
+}
+
+/// A local file's or folder's own name, as it will be called on the host.
+fn local_name(local: &Path) -> Result<String, String> {
+    let named = match local.file_name() {
+        Some(n) => Some(n.to_os_string()),
+        // `.` or `..`: the folder's real name.
+        None => std::fs::canonicalize(local).ok().and_then(|p| p.file_name().map(|n| n.to_os_string())),
+    };
+    let Some(name) = named else { return Err(format!("{} has no name to give it on the host", local.display())) };
+    name.into_string().map_err(|n| format!("{}: the name is not valid UTF-8, which hosts cannot take", n.display()))
+}
+
+fn walk(dir: &Path, remote: &str, plan: &mut UploadPlan) -> Result<(), String> {
+    use crate::protocol::path::join;
+    let read = std::fs::read_dir(dir).map_err(|e| format!("{}: {}", dir.display(), crate::format::io_words(&e)))?;
+    let mut entries: Vec<_> = read.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = local_name(&path)?;
+        let Ok(kind) = entry.file_type() else { continue };
+        let meta = if kind.is_symlink() { std::fs::metadata(&path).ok() } else { entry.metadata().ok() };
+        match meta {
+            Some(m) if m.is_dir() && !kind.is_symlink() => walk(&path, &join(remote, &name), plan)?,
+            Some(m) if m.is_file() => plan.files.push((path, join(remote, &name))),
+            _ => plan.skipped.push(path),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_sends_files_under_their_names_and_folders_with_everything_in_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("album/deeper")).unwrap();
+        std::fs::write(p.join("one.txt"), b"1").unwrap();
+        std::fs::write(p.join("album/b.txt"), b"b").unwrap();
+        std::fs::write(p.join("album/deeper/a.txt"), b"a").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(p.join("album"), p.join("album/loop")).unwrap();
+        let plan = plan_uploads(&[p.join("one.txt"), p.join("album")], "/to/", true).unwrap();
+        let remote: Vec<&str> = plan.files.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(remote, ["to/one.txt", "to/album/b.txt", "to/album/deeper/a.txt"]);
+        #[cfg(unix)]
+        assert_eq!(plan.skipped, [p.join("album/loop")], "a link to a folder is not followed");
+        assert!(plan_uploads(&[p.join("album")], "", false).unwrap_err().contains("-r"));
+        assert!(plan_uploads(&[p.join("one.txt")], "../x", false).is_err());
+        assert!(plan_uploads(&[p.join("missing")], "", false).is_err());
     }
 }

@@ -21,12 +21,16 @@ pub(crate) enum Purpose {
     HostFolder,
     /// Choose where to save `remote`; `typed` is the path in the save-as field.
     SaveAs { remote: String, typed: PathBuf },
+    /// Choose files to upload into the folder shown.
+    Upload,
 }
 
 /// How a dialog ended.
 #[derive(Debug)]
 pub(crate) enum Answer {
     Chosen(PathBuf),
+    /// Several files (an upload).
+    ChosenMany(Vec<PathBuf>),
     /// The person closed the dialog without choosing.
     Dismissed,
     /// No dialog could be shown.
@@ -76,16 +80,21 @@ impl Dialogs {
                 dialog = dialog.set_directory(dir);
             }
             let chosen = match &purpose {
-                Purpose::HostFolder => dialog.set_title("Host a folder").pick_folder(),
+                Purpose::HostFolder => dialog.set_title("Host a folder").pick_folder().map(Answer::Chosen),
                 Purpose::SaveAs { .. } => {
                     if let Some(name) = file_name {
                         dialog = dialog.set_file_name(name);
                     }
-                    dialog.set_title("Save the download as").save_file()
+                    dialog.set_title("Save the download as").save_file().map(Answer::Chosen)
                 }
+                Purpose::Upload => dialog
+                    .set_title("Upload files")
+                    .pick_files()
+                    .filter(|files| !files.is_empty())
+                    .map(Answer::ChosenMany),
             };
             let answer = match chosen {
-                Some(path) => Answer::Chosen(path),
+                Some(answer) => answer,
                 None if started.elapsed() < NO_DIALOG_WITHIN => Answer::Unavailable,
                 None => Answer::Dismissed,
             };

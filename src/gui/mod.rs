@@ -8,7 +8,9 @@
 //! and applied after the pass. Workers wake the window through the engine's `notify` callback,
 //! which asks for a repaint at most every ~33 ms. The disk is touched on this thread only to read
 //! the user's folder settings once before the first frame, to check that a download's folder
-//! exists before starting it, and to create that folder when the person asks. Closing the window waits for the
+//! exists before starting it, to create that folder when the person asks, and to tell a folder
+//! dropped on the Server tab from a file (dropped files and folders to upload are looked at
+//! on a worker thread). Closing the window waits for the
 //! server's threads, which end without waiting on the network.
 //!
 //! Settings (hosted folder, bind address and port, recent servers, download folder) persist
@@ -74,6 +76,11 @@ pub struct State {
     pub recent_servers: Vec<String>,
     /// Where downloads are saved by default.
     pub download_dir: String,
+    /// Whether hosting takes uploads: saved only while `remember_uploads` is on (otherwise
+    /// every run starts with uploads off).
+    pub allow_upload: bool,
+    /// Keep the "Allow uploads" choice between runs.
+    pub remember_uploads: bool,
 }
 
 impl Default for State {
@@ -87,6 +94,8 @@ impl Default for State {
             server_addr: String::new(),
             recent_servers: Vec::new(),
             download_dir: String::new(),
+            allow_upload: false,
+            remember_uploads: false,
         }
     }
 }
@@ -134,6 +143,12 @@ pub(crate) enum Command {
     CreateFolderAndDownload,
     DeletePart,
     KeepPart,
+    /// Host this folder (dropped on the Server tab).
+    HostDropped(PathBuf),
+    /// Choose files to upload into the folder shown (a dialog, or the typed-path prompt).
+    Upload,
+    /// Upload these local files and folders into the folder shown.
+    UploadPaths(Vec<PathBuf>),
 }
 
 /// The app: saved [`State`] plus the runtime handles of each tab.
@@ -253,6 +268,22 @@ impl FerryApp {
             Command::CreateFolderAndDownload => self.create_folder_and_download(),
             Command::DeletePart => self.client.delete_part(true),
             Command::KeepPart => self.client.delete_part(false),
+            Command::HostDropped(dir) => {
+                if self.server.hosting == server_tab::Hosting::Idle {
+                    self.state.host_folder = dir.display().to_string();
+                    self.server.start(&mut self.state);
+                } else {
+                    self.server.error = Some("Stop hosting first to host another folder.".into());
+                }
+            }
+            Command::Upload => {
+                if self.dialogs.native() {
+                    self.dialogs.open(Purpose::Upload, None, None);
+                } else {
+                    self.client.upload_prompt = Some(String::new());
+                }
+            }
+            Command::UploadPaths(paths) => self.client.upload_paths(paths),
         }
     }
 
@@ -332,6 +363,11 @@ impl FerryApp {
                 self.client.save_as = dest.display().to_string();
                 self.start_download(remote, dest);
             }
+            (Purpose::Upload, Answer::ChosenMany(paths)) => self.client.upload_paths(paths),
+            (Purpose::Upload, Answer::Chosen(path)) => self.client.upload_paths(vec![path]),
+            // Only an upload's dialog picks several.
+            (Purpose::HostFolder | Purpose::SaveAs { .. }, Answer::ChosenMany(_)) => {}
+            (Purpose::Upload, Answer::Unavailable) => self.client.upload_prompt = Some(String::new()),
             (Purpose::SaveAs { remote, typed }, Answer::Unavailable) => {
                 self.notice =
                     Some("No file dialog is available here: downloads go to the path in the Save as field.".into());

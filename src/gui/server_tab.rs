@@ -89,6 +89,10 @@ pub(crate) struct ServerTab {
     lan_rx: Option<Receiver<Vec<IpAddr>>>,
     /// The announcement on the local network while hosting.
     pub(crate) announcing: Announcing,
+    /// The "Allow uploads" switch: off at every start unless the person asked to remember it.
+    pub(crate) allow_upload: bool,
+    /// Whether the running server takes uploads.
+    hosting_uploads: bool,
 }
 
 impl ServerTab {
@@ -111,6 +115,8 @@ impl ServerTab {
             lan: None,
             lan_rx: None,
             announcing: Announcing::new(),
+            allow_upload: state.remember_uploads && state.allow_upload,
+            hosting_uploads: false,
         }
     }
 
@@ -163,6 +169,9 @@ impl ServerTab {
             }
             config.pin = Some(pin.into());
         }
+        config.allow_upload = self.allow_upload;
+        self.hosting_uploads = self.allow_upload;
+        state.allow_upload = state.remember_uploads && self.allow_upload;
         self.active_pin = config.pin.clone();
         let (server, events) = Server::spawn(config, Some(self.notify.clone()));
         self.server = Some(server);
@@ -381,7 +390,12 @@ pub(crate) fn server_ui(
 ) {
     let idle = matches!(tab.hosting, Hosting::Idle);
     ui.heading("Share a folder");
-    ui.label("Anyone who can reach this machine can browse the folder and download from it. Nothing can be changed or uploaded.");
+    if tab.allow_upload {
+        ui.label("Anyone who can reach this machine can browse the folder, download from it and upload files into it (never replacing a file).");
+    } else {
+        ui.label("Anyone who can reach this machine can browse the folder and download from it. Nothing can be changed or uploaded.");
+    }
+    dropped_folder_ui(ui, idle, out);
     ui.add_space(6.0);
 
     let mut edited = false;
@@ -443,6 +457,23 @@ pub(crate) fn server_ui(
             });
         });
         ui.end_row();
+
+        ui.label("Uploads");
+        ui.horizontal(|ui| {
+            ui.add_enabled_ui(idle, |ui| {
+                let tick = ui.checkbox(&mut tab.allow_upload, "Allow uploads").on_hover_text(
+                    "Clients can upload files into the hosted folder. An existing file is never replaced, and each file is kept only once its MD5 matches the sender's.",
+                );
+                edited |= tick.changed();
+                if tab.allow_upload {
+                    let remember = ui
+                        .checkbox(&mut state.remember_uploads, "Remember this choice")
+                        .on_hover_text("Otherwise uploads are off again the next time ferry starts");
+                    edited |= remember.changed();
+                }
+            });
+        });
+        ui.end_row();
     });
     if edited {
         // The form changed since the complaint: it no longer applies.
@@ -481,6 +512,9 @@ pub(crate) fn server_ui(
     if let Hosting::Listening { addr, root, identity } = &tab.hosting {
         ui.add_space(8.0);
         listening_ui(ui, *addr, root, tab.lan.as_deref(), tab.active_pin.as_ref().map(|p| p.0.as_str()));
+        if tab.hosting_uploads {
+            ui.label("Uploads are allowed: clients can add files to this folder. An existing file is never replaced, and each file is kept only once its MD5 matches.");
+        }
         announcing_ui(ui, &tab.announcing);
         if let Some(fp) = identity {
             ui.add_space(6.0);
@@ -495,6 +529,23 @@ pub(crate) fn server_ui(
     ui.add_space(10.0);
     ui.separator();
     finished_ui(ui, tab);
+}
+
+/// A folder dropped on the tab is hosted (when nothing is); while files hover over the window
+/// the tab says so.
+fn dropped_folder_ui(ui: &mut Ui, idle: bool, out: &mut Vec<Command>) {
+    let (hovering, dropped) = ui.input(|i| {
+        let dropped: Vec<PathBuf> = i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect();
+        (!i.raw.hovered_files.is_empty(), dropped)
+    });
+    if hovering {
+        let text = if idle { "Drop a folder to host it" } else { "Stop hosting first to host another folder" };
+        ui.label(RichText::new(text).strong().color(ui.visuals().hyperlink_color));
+    }
+    // A dropped file (not a folder) is not something to host; the first folder is.
+    if let Some(dir) = dropped.into_iter().find(|p| p.is_dir()) {
+        out.push(Command::HostDropped(dir));
+    }
 }
 
 /// Notes whether a form field was edited, or left with Enter.
@@ -625,7 +676,7 @@ fn clients_ui(ui: &mut Ui, tab: &ServerTab) {
     }
     egui::Grid::new("clients").num_columns(4).striped(true).spacing([16.0, 6.0]).show(ui, |ui| {
         ui.weak("Address");
-        ui.weak("Sending");
+        ui.weak("Transfer");
         ui.weak("Progress");
         ui.weak("Speed");
         ui.end_row();
@@ -644,7 +695,11 @@ fn clients_ui(ui: &mut Ui, tab: &ServerTab) {
                 if i > 0 {
                     ui.label("");
                 }
-                ui.label(Escaped(&t.path).to_string());
+                if t.received {
+                    ui.label(format!("receiving {}", Escaped(&t.path)));
+                } else {
+                    ui.label(Escaped(&t.path).to_string());
+                }
                 let frac = if t.size == 0 { 1.0 } else { t.done as f32 / t.size as f32 };
                 ui.add(egui::ProgressBar::new(frac).desired_width(200.0).text(format!(
                     "{} of {}",
@@ -668,7 +723,7 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
     } else {
         egui::ScrollArea::both().id_salt("finished").max_height(ui.available_height() - 60.0).show(ui, |ui| {
             egui::Grid::new("finished_grid").num_columns(7).striped(true).spacing([16.0, 6.0]).show(ui, |ui| {
-                for heading in ["Time", "File", "To", "Size", "Delivered", "MD5", "Fingerprint"] {
+                for heading in ["Time", "File", "Peer", "Size", "Delivered", "MD5", "Fingerprint"] {
                     ui.weak(heading);
                 }
                 ui.end_row();
@@ -680,7 +735,21 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                     ui.add(egui::Label::new(format::size(t.size)).extend());
                     match &t.result {
                         Ok((md5, elapsed)) => {
-                            let (status, color, hover) = match t.confirmed {
+                            let mismatch_hover;
+                            let (status, color, hover) = match (t.received, t.client_md5, t.confirmed) {
+                                (true, Some(sent), _) if sent == *md5 => (
+                                    "received, MD5 verified",
+                                    verdict::good_text(ui),
+                                    "Uploaded by the client: the MD5 computed here over what arrived equals the client's, and the file was saved",
+                                ),
+                                (true, sent, _) => {
+                                    mismatch_hover = format!(
+                                        "Uploaded by the client, damaged on the way: the client's MD5 was {}; nothing was kept",
+                                        sent.map_or_else(|| "not known".to_string(), |s| hex(&s))
+                                    );
+                                    ("received, MD5 differs: not kept", verdict::bad_text(ui), mismatch_hover.as_str())
+                                }
+                                (false, _, confirmed) => match confirmed {
                                 None => (
                                     "sent, not confirmed",
                                     ui.visuals().weak_text_color(),
@@ -691,16 +760,21 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                                     verdict::good_text(ui),
                                     "The client computed the same MD5 and saved the file",
                                 ),
-                                Some(false) => (
-                                    "client's MD5 differs",
-                                    verdict::bad_text(ui),
-                                    "The client computed another MD5 and did not keep the file",
-                                ),
+                                    Some(false) => (
+                                        "client's MD5 differs",
+                                        verdict::bad_text(ui),
+                                        "The client computed another MD5 and did not keep the file",
+                                    ),
+                                },
                             };
                             ui.add(egui::Label::new(RichText::new(status).color(color)).extend()).on_hover_text(hover);
                             let text = RichText::new(format::grouped_hex(&hex(md5))).monospace();
                             ui.add(egui::Label::new(text).extend())
-                                .on_hover_text(format!("sent in {}", format::duration(*elapsed)));
+                                .on_hover_text(format!(
+                                    "{} in {}",
+                                    if t.received { "received" } else { "sent" },
+                                    format::duration(*elapsed)
+                                ));
                             ui.horizontal(|ui| {
                                 fingerprint_ui(ui, md5, 15.0);
                                 let hover = "Copy the MD5 (32 hex digits) to the clipboard";
@@ -708,8 +782,9 @@ fn finished_ui(ui: &mut Ui, tab: &mut ServerTab) {
                             });
                         }
                         Err(error) => {
+                            let what = if t.received { "not received" } else { "not sent" };
                             let text =
-                                RichText::new(format!("not sent: {}", Escaped(error))).color(verdict::bad_text(ui));
+                                RichText::new(format!("{what}: {}", Escaped(error))).color(verdict::bad_text(ui));
                             ui.add(egui::Label::new(text).extend());
                             ui.label("");
                             ui.label("");

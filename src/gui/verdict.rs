@@ -166,6 +166,19 @@ fn digest_job(ui: &Ui, digest: &Md5Digest, other: &Md5Digest, mark_differences: 
 /// The whole verdict: mark and headline, `detail` under it, both digests aligned with their
 /// fingerprints, and a button that copies `copy_text` (and says so).
 pub fn verdict_ui(ui: &mut Ui, id_salt: u64, verdict: &Verdict, detail: &str, copy_text: &str) {
+    verdict_ui_labelled(ui, id_salt, verdict, detail, copy_text, ("Host sent", "Computed here"));
+}
+
+/// [`verdict_ui`] with other names for the two digests (`expected`, `actual`): an upload's are
+/// what was sent and what the host computed.
+pub fn verdict_ui_labelled(
+    ui: &mut Ui,
+    id_salt: u64,
+    verdict: &Verdict,
+    detail: &str,
+    copy_text: &str,
+    names: (&str, &str),
+) {
     let ok = verdict.is_ok();
     ui.horizontal(|ui| {
         mark_ui(ui, ok, 44.0);
@@ -179,11 +192,11 @@ pub fn verdict_ui(ui: &mut Ui, id_salt: u64, verdict: &Verdict, detail: &str, co
     });
     let (expected, actual) = verdict.digests();
     egui::Grid::new(("verdict", id_salt)).num_columns(3).spacing([12.0, 6.0]).show(ui, |ui| {
-        ui.label("Host sent");
+        ui.label(names.0);
         ui.label(digest_job(ui, &expected, &actual, false));
         fingerprint_ui(ui, &expected, 24.0);
         ui.end_row();
-        ui.label("Computed here");
+        ui.label(names.1);
         ui.label(digest_job(ui, &actual, &expected, true));
         fingerprint_ui(ui, &actual, 24.0);
         ui.end_row();

@@ -52,6 +52,7 @@ pub(super) fn browser_ui(ui: &mut Ui, state: &State, tab: &mut ClientTab, dialog
         return;
     };
     let root_name = session.server.as_ref().map(|(h, _)| h.name.as_str()).filter(|n| !n.is_empty()).unwrap_or("/");
+    dropped_files_ui(ui, listing, root_name, out);
     path_bar_ui(ui, root_name, listing, filter, session.loading.is_some(), view, out);
     if let Some(e) = &session.list_error {
         ui.colored_label(verdict::bad_text(ui), e);
@@ -90,6 +91,23 @@ pub(super) fn browser_ui(ui: &mut Ui, state: &State, tab: &mut ClientTab, dialog
     save_bar_ui(ui, listing, save_as, dialog_open, out);
 }
 
+/// Files and folders dropped on the tab while a folder is shown are uploaded into it; while
+/// they hover over the window the tab says where they would go.
+fn dropped_files_ui(ui: &mut Ui, listing: &Listing, root_name: &str, out: &mut Vec<Command>) {
+    let (hovering, dropped) = ui.input(|i| {
+        let dropped: Vec<std::path::PathBuf> = i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect();
+        (!i.raw.hovered_files.is_empty(), dropped)
+    });
+    if hovering {
+        let folder = if listing.path.is_empty() { root_name } else { listing.path.as_str() };
+        let text = format!("Drop to upload into {}", Escaped(folder));
+        ui.label(RichText::new(text).strong().color(ui.visuals().hyperlink_color));
+    }
+    if !dropped.is_empty() {
+        out.push(Command::UploadPaths(dropped));
+    }
+}
+
 /// Puts `entry` in the download folder in the Save-as field (a name this machine cannot use
 /// leaves it empty, for the person to type one).
 fn fill_save_as(save_as: &mut String, entry: &Entry, download_dir: &str) {
@@ -115,6 +133,12 @@ fn path_bar_ui(
         }
         if ui.button("Refresh").on_hover_text("List this folder again").clicked() {
             out.push(Command::List(listing.path.clone()));
+        }
+        let upload = ui.button("Upload…").on_hover_text(
+            "Send files from this machine into this folder (the host must allow uploads). You can also drop files and folders here.",
+        );
+        if upload.clicked() {
+            out.push(Command::Upload);
         }
         let filter_w = 170.0;
         let crumbs_w = (ui.available_width() - filter_w - 12.0).max(40.0);

@@ -47,12 +47,27 @@ pub(crate) struct ClientTab {
     /// Height of the Downloads area, as the person dragged it.
     downloads_height: Option<f32>,
     nearby: nearby::Nearby,
+    /// The typed-path prompt for an upload (where no file dialog can be shown), while open.
+    pub(crate) upload_prompt: Option<String>,
+    /// Uploads being planned (dropped folders walked) on a worker thread: the host and the
+    /// connection's options they go to, and what the walk found.
+    plans: Receiver<Planned>,
+    plans_tx: crossbeam_channel::Sender<Planned>,
+    notify: Notify,
+}
+
+/// Files to upload, found on a worker thread.
+struct Planned {
+    addr: String,
+    opts: crate::client::ConnectOptions,
+    plan: Result<crate::client::UploadPlan, String>,
 }
 
 impl ClientTab {
     pub fn new(notify: Notify) -> Self {
         let nearby = nearby::Nearby::new(notify.clone());
-        let (jobs, events) = Jobs::new(Some(notify));
+        let (jobs, events) = Jobs::new(Some(notify.clone()));
+        let (plans_tx, plans) = crossbeam_channel::unbounded();
         ClientTab {
             jobs,
             events,
@@ -66,6 +81,10 @@ impl ClientTab {
             browser: browser::ViewState::default(),
             downloads_height: None,
             nearby,
+            upload_prompt: None,
+            plans,
+            plans_tx,
+            notify,
         }
     }
 
@@ -113,6 +132,23 @@ impl ClientTab {
             return;
         };
         self.transfers.start(&self.jobs, &s.addr, &s.opts, remote, dest);
+    }
+
+    /// Uploads local files and folders (with everything in them) into the folder shown. The
+    /// folders are walked on a worker thread; each file then gets its own upload card.
+    pub fn upload_paths(&mut self, paths: Vec<PathBuf>) {
+        self.upload_prompt = None;
+        let (Some(s), Some(folder)) = (&self.sessions.current, self.current_path()) else {
+            self.sessions.error = Some("Connect to a host and open a folder first.".into());
+            return;
+        };
+        let (addr, opts, folder) = (s.addr.clone(), s.opts.clone(), folder.to_string());
+        let (tx, notify) = (self.plans_tx.clone(), self.notify.clone());
+        let _ = std::thread::Builder::new().name("ferry-plan-uploads".into()).spawn(move || {
+            let plan = crate::client::plan_uploads(&paths, &folder, true);
+            let _ = tx.send(Planned { addr, opts, plan });
+            notify();
+        });
     }
 
     /// Starts a download again (resuming what arrived), with the browsed connection's PIN
@@ -170,6 +206,16 @@ impl ClientTab {
             self.nearby.ensure_started(&state.recent_servers);
         }
         let nearby_left = self.nearby.drain(deadline);
+        while let Ok(Planned { addr, opts, plan }) = self.plans.try_recv() {
+            match plan {
+                Ok(plan) => {
+                    for (local, remote) in plan.files {
+                        self.transfers.start_upload(&self.jobs, &addr, &opts, local, remote);
+                    }
+                }
+                Err(e) => self.sessions.error = Some(format!("Cannot upload: {e}")),
+            }
+        }
         loop {
             if Instant::now() >= deadline {
                 return nearby_left || !self.events.is_empty();
@@ -183,6 +229,16 @@ impl ClientTab {
 
     fn handle(&mut self, state: &mut State, ClientEvent { job, kind }: ClientEvent) {
         if self.transfers.owns(job) {
+            // A file that arrived in the folder shown appears in it.
+            let uploaded = match &kind {
+                crate::client::jobs::EventKind::Uploaded { path, .. } => Some(crate::protocol::path::parent(path)),
+                _ => None,
+            };
+            if let Some(folder) = uploaded
+                && self.current_path() == Some(folder)
+            {
+                self.sessions.list(folder);
+            }
             self.transfers.handle(job, kind);
             return;
         }
@@ -239,6 +295,37 @@ pub(crate) fn client_ui(
     });
     transfer_rows::overwrite_modal(ui, &tab.transfers, out);
     transfer_rows::delete_part_modal(ui, &tab.transfers, out);
+    upload_prompt_ui(ui, tab, out);
+}
+
+/// Where no file dialog can be shown, Upload asks for the file's path.
+fn upload_prompt_ui(ui: &mut Ui, tab: &mut ClientTab, out: &mut Vec<Command>) {
+    let Some(typed) = &mut tab.upload_prompt else { return };
+    let mut close = false;
+    egui::Modal::new(egui::Id::unique("upload_prompt")).show(ui.ctx(), |ui| {
+        ui.set_max_width(520.0);
+        ui.heading("Upload a file");
+        ui.add_space(6.0);
+        let folder =
+            tab.listing.as_ref().map(|l| l.path.as_str()).filter(|p| !p.is_empty()).unwrap_or("the hosted folder");
+        ui.label(format!("Into {}. A folder is sent with everything in it.", crate::protocol::path::Escaped(folder)));
+        let label = ui.label("File to upload");
+        let field = ui
+            .add(egui::TextEdit::singleline(typed).hint_text("/path/to/file").desired_width(480.0))
+            .labelled_by(label.id);
+        let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        ui.add_space(10.0);
+        ui.horizontal(|ui| {
+            let ready = !typed.trim().is_empty();
+            if ui.add_enabled(ready, egui::Button::new("Upload")).clicked() || (entered && ready) {
+                out.push(Command::UploadPaths(vec![expand_path(typed.trim())]));
+            }
+            close = ui.button("Cancel").clicked() || ui.input(|i| i.key_pressed(egui::Key::Escape));
+        });
+    });
+    if close {
+        tab.upload_prompt = None;
+    }
 }
 
 /// The Downloads area's height: as dragged, else half the room once there are downloads (room

@@ -4,7 +4,7 @@
 use egui::{Align, Layout, RichText, Stroke, Ui};
 
 use super::transfers::{Download, Phase, Transfers};
-use crate::gui::verdict::{self, Verdict, verdict_ui};
+use crate::gui::verdict::{self, Verdict, verdict_ui, verdict_ui_labelled};
 use crate::gui::{Command, format};
 use crate::protocol::hex;
 use crate::protocol::path::Escaped;
@@ -56,6 +56,12 @@ fn buttons_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
         phase => {
             let again = match phase {
                 Phase::Cancelled { part: Some(_) } => Some(("Resume", "Continue from where it stopped")),
+                Phase::Cancelled { .. } | Phase::Failed { .. } if d.upload => {
+                    Some(("Resume", "Try again; what the host already has is kept and checked"))
+                }
+                Phase::Done { verdict: Verdict::Mismatch { .. }, .. } if d.upload => {
+                    Some(("Upload again", "Try again"))
+                }
                 Phase::Failed { .. } if d.done > 0 => {
                     Some(("Resume", "Try again; what already arrived is kept and checked"))
                 }
@@ -85,7 +91,9 @@ fn buttons_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
 fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
     ui.horizontal(|ui| {
         ui.label(RichText::new(d.name()).strong().size(15.0));
-        ui.add(egui::Label::new(RichText::new(format!("from {} · {}", d.addr, Escaped(&d.remote))).weak()).truncate());
+        let whence = if d.upload { "upload to" } else { "from" };
+        let line = format!("{whence} {} · {}", d.addr, Escaped(&d.remote));
+        ui.add(egui::Label::new(RichText::new(line).weak()).truncate());
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| buttons_ui(ui, d, out));
     });
     match &d.phase {
@@ -117,6 +125,29 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
             }
             ui.label(line);
         }
+        Phase::Done { verdict, size, resumed_from } if d.upload => {
+            let (detail, copy) = match verdict {
+                Verdict::Verified(md5) => {
+                    let mut detail = format!(
+                        "The host verified it and saved it as {} ({})",
+                        Escaped(&d.remote),
+                        format::size(*size)
+                    );
+                    if *resumed_from > 0 {
+                        detail += &format!(", resumed after {}", format::size(*resumed_from));
+                    }
+                    (detail, hex(md5))
+                }
+                Verdict::Mismatch { expected, actual } => (
+                    format!(
+                        "The {} that reached the host differ from what was sent, so the host kept nothing. Upload it again.",
+                        format::size(*size)
+                    ),
+                    format!("sent:          {}\nhost computed: {}", hex(expected), hex(actual)),
+                ),
+            };
+            verdict_ui_labelled(ui, d.row, verdict, &detail, &copy, ("Sent", "Host computed"));
+        }
         Phase::Done { verdict, size, resumed_from } => {
             let (detail, copy) = match verdict {
                 Verdict::Verified(md5) => {
@@ -145,6 +176,9 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
                     format::size(d.total)
                 ));
             }
+        }
+        Phase::Cancelled { .. } if d.upload => {
+            ui.label("Cancelled. The host keeps what already arrived; Resume continues from there.");
         }
         Phase::Cancelled { part } => {
             if part.is_some() {

@@ -86,6 +86,11 @@ impl Transfers {
         self.begin(jobs, addr, opts, remote, dest, false);
     }
 
+    /// Starts uploading the local file `local` to `remote` on `addr`.
+    pub fn start_upload(&mut self, jobs: &Jobs, addr: &str, opts: &ConnectOptions, local: PathBuf, remote: String) {
+        self.begin(jobs, addr, opts, remote, local, true);
+    }
+
     fn begin(&mut self, jobs: &Jobs, addr: &str, opts: &ConnectOptions, remote: String, dest: PathBuf, upload: bool) {
         self.next_row += 1;
         let mut d = Download {
