@@ -35,7 +35,15 @@ fn tab_follows_the_layout_and_every_stop_has_a_name() {
     let expected: Vec<&str> = top
         .iter()
         .copied()
-        .chain(["Folder to host", "Choose folder…", "Listen on", "port", "Require a PIN", "Start hosting"])
+        .chain([
+            "Folder to host",
+            "Choose folder…",
+            "Listen on",
+            "port",
+            "Require a PIN",
+            "Allow uploads",
+            "Start hosting",
+        ])
         .collect();
     assert_eq!(server, expected);
 
