@@ -198,7 +198,7 @@ fn hostile_names_and_paths_are_refused_and_nothing_is_written_outside() {
     }
     let before = files_under(&root);
     let mut r = Raw::hello(srv.addr);
-    let mut cases = vec![
+    let cases = vec![
         ("../escape.bin", "bad_path"),
         ("/etc/escape.bin", "bad_path"),
         ("inbox/../../escape.bin", "bad_path"),
@@ -222,14 +222,10 @@ fn hostile_names_and_paths_are_refused_and_nothing_is_written_outside() {
         // A missing folder without mkdirs: the contract's "the parent must exist".
         ("missing/x.bin", "not_found"),
     ];
-    #[cfg(unix)]
-    cases.extend([
-        // Through a link leading outside, or even one that stays inside.
-        ("out/escape.bin", "forbidden"),
-        ("in/x.bin", "forbidden"),
-        ("out", "exists"),
-    ]);
-    for (path, expected) in cases {
+    // Through a link leading outside, or even one that stays inside (links made on Unix only).
+    let links: &[(&str, &str)] =
+        if cfg!(unix) { &[("out/escape.bin", "forbidden"), ("in/x.bin", "forbidden"), ("out", "exists")] } else { &[] };
+    for (path, expected) in cases.into_iter().chain(links.iter().copied()) {
         let reply = r.call(&json!({"op":"put","path":path,"size":5}));
         assert_eq!(reply["error"].as_str(), Some(expected), "put {path:?}: {reply}");
     }
