@@ -279,10 +279,7 @@ impl ServerTab {
                 self.begin(transfer, client, path, size, offset, true);
             }
             ServerEvent::UploadFinished { transfer, expected, actual, elapsed, .. } => {
-                self.finish(transfer, Ok((actual, elapsed)));
-                if let Some(t) = self.finished.front_mut().filter(|t| t.received) {
-                    t.client_md5 = Some(expected);
-                }
+                self.finish(transfer, Ok((actual, elapsed)), Some(expected));
             }
             ServerEvent::TransferProgress { transfer, done, total } => {
                 if let Some(t) = self.active.get_mut(&transfer) {
@@ -292,11 +289,11 @@ impl ServerTab {
                 }
             }
             ServerEvent::TransferFinished { transfer, md5, sent: _, elapsed } => {
-                self.finish(transfer, Ok((md5, elapsed)));
+                self.finish(transfer, Ok((md5, elapsed)), None);
             }
             ServerEvent::TransferFailed { transfer, error } => {
                 let why = failure_text(&error, self.hosting == Hosting::Stopping);
-                self.finish(transfer, Err(why));
+                self.finish(transfer, Err(why), None);
             }
             ServerEvent::TransferConfirmed { client, path, ok, .. } => {
                 // The verdict follows its transfer on the same connection: the newest one of
@@ -337,7 +334,13 @@ impl ServerTab {
         self.active.insert(transfer, t);
     }
 
-    fn finish(&mut self, transfer: TransferId, result: Result<(Md5Digest, Duration), String>) {
+    /// Moves a transfer to the finished list; `client_md5` is an upload's trailer.
+    fn finish(
+        &mut self,
+        transfer: TransferId,
+        result: Result<(Md5Digest, Duration), String>,
+        client_md5: Option<Md5Digest>,
+    ) {
         let Some(t) = self.active.remove(&transfer) else { return };
         let peer = self.clients.get(&t.client).map(|c| c.0).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         self.finished.push_front(FinishedTransfer {
@@ -349,7 +352,7 @@ impl ServerTab {
             size: t.size,
             received: t.received,
             result,
-            client_md5: None,
+            client_md5,
         });
         self.finished.truncate(KEEP_FINISHED);
     }
@@ -826,6 +829,38 @@ mod tests {
             start_failed_text("cannot listen on 1.2.3.4:5: the port is in use"),
             "Cannot listen on 1.2.3.4:5: the port is in use"
         );
+    }
+
+    #[test]
+    fn received_files_keep_both_digests_and_an_unknown_upload_changes_nothing() {
+        let mut tab = ServerTab::new(std::sync::Arc::new(|| {}), &State::default());
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        tab.handle(ServerEvent::ClientConnected { client: 1, peer, instance: None });
+        let started = |transfer, path: &str| ServerEvent::UploadStarted {
+            client: 1,
+            transfer,
+            peer,
+            path: path.into(),
+            size: 3,
+            offset: 0,
+        };
+        let finished = |transfer, expected, actual| ServerEvent::UploadFinished {
+            transfer,
+            expected,
+            actual,
+            received: 3,
+            elapsed: Duration::from_millis(5),
+        };
+        let (good, bad) = ([1u8; 16], [2u8; 16]);
+        tab.handle(started(1, "a.bin"));
+        tab.handle(finished(1, good, good));
+        tab.handle(started(2, "b.bin"));
+        tab.handle(finished(2, good, bad));
+        // The end of an upload whose start was not reported (the front fell behind).
+        tab.handle(finished(3, bad, bad));
+        let rows: Vec<_> = tab.finished.iter().map(|t| (t.path.as_str(), t.received, t.client_md5)).collect();
+        assert_eq!(rows, [("b.bin", true, Some(good)), ("a.bin", true, Some(good))]);
+        assert!(matches!(tab.finished[0].result, Ok((d, _)) if d == bad), "the digest computed here");
     }
 
     #[test]
