@@ -420,13 +420,20 @@ impl FerryApp {
             if let Some(addr) = self.server.listening_addr() {
                 status.push(format!("hosting at {addr}"));
             }
-            let sending = self.server.active_count();
+            let receiving = self.server.receiving_count();
+            let sending = self.server.active_count() - receiving;
             if sending > 0 {
                 status.push(format!("sending {sending}"));
             }
-            let running = self.client.running_count();
-            if running > 0 {
-                status.push(format!("downloading {running}"));
+            if receiving > 0 {
+                status.push(format!("receiving {receiving}"));
+            }
+            let (downloading, uploading) = self.client.running_counts();
+            if downloading > 0 {
+                status.push(format!("downloading {downloading}"));
+            }
+            if uploading > 0 {
+                status.push(format!("uploading {uploading}"));
             }
             // The theme buttons sit at the right, added left to right so that Tab goes through
             // them in the order they are read.

@@ -133,6 +133,11 @@ impl ServerTab {
         self.active.len()
     }
 
+    /// Uploads being received, among the transfers in progress.
+    pub fn receiving_count(&self) -> usize {
+        self.active.values().filter(|t| t.received).count()
+    }
+
     pub fn start(&mut self, state: &mut State) {
         if self.server.is_some() || self.hosting != Hosting::Idle {
             return;

@@ -88,8 +88,10 @@ impl ClientTab {
         }
     }
 
-    pub fn running_count(&self) -> usize {
-        self.transfers.running_count()
+    /// Downloads and uploads running.
+    pub fn running_counts(&self) -> (usize, usize) {
+        let uploads = self.transfers.rows.iter().filter(|d| d.upload && d.is_running()).count();
+        (self.transfers.running_count() - uploads, uploads)
     }
 
     /// The folder shown, once a listing has arrived.
