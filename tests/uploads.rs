@@ -302,6 +302,46 @@ fn an_interrupted_upload_resumes_from_the_hosts_part_and_is_verified_whole() {
     assert!(matches!(started, ServerEvent::UploadStarted { offset, .. } if offset == cut as u64));
 }
 
+/// Ctrl-C while `ferry put` sends: it stops and says the host keeps what arrived; the same
+/// command then resumes from there and the file verifies.
+#[cfg(unix)]
+#[test]
+fn a_cancelled_put_leaves_the_host_its_part_and_the_same_command_resumes() {
+    let srv = uploads_host(false);
+    let src = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(4 * 1024 * 1024, 21);
+    let file = write_file(src.path(), "c.bin", &bytes);
+    let relay = Relay::start(srv.addr, Tamper::StallUpstreamAfter(1024 * 1024));
+    let mut child = ferry_command()
+        .args(["put", &relay.addr.to_string(), file.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _out = Lines::read(child.stdout.take().unwrap());
+    let mut err = Lines::read(child.stderr.take().unwrap());
+    // The host is receiving (the relay holds the rest back) when the person presses Ctrl-C.
+    wait_for(&srv.events, LONG, |e| matches!(e, ServerEvent::UploadStarted { .. }));
+    err.wait_for(LONG, |l| l.contains('%'));
+    interrupt(&child);
+    let status = wait_exit(&mut child, LONG);
+    assert_eq!(status.code(), Some(1));
+    let stderr = err.until_closed(LONG).join("\n");
+    assert!(stderr.contains("cancelled") && stderr.contains("resume"), "{stderr}");
+    relay.release();
+    let failed = wait_for(&srv.events, LONG, |e| matches!(e, ServerEvent::TransferFailed { .. }));
+    assert!(matches!(&failed, ServerEvent::TransferFailed { error, .. } if error.contains("kept")), "{failed:?}");
+    let kept = std::fs::metadata(srv.root().join("c.bin.ferry-upload")).unwrap().len();
+    assert!(kept > 0 && kept < bytes.len() as u64, "{kept}");
+
+    let out = ferry_put(&[&srv.addr_string(), file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("resumed from byte {kept}")), "{}", text(&out.stderr));
+    assert_eq!(md5_file(&srv.root().join("c.bin")), md5_hex(&bytes));
+    assert_eq!(files_under(srv.root()), ["c.bin"]);
+}
+
 #[test]
 fn a_resume_onto_a_damaged_part_is_caught_and_started_over() {
     let srv = uploads_host(true);

@@ -336,6 +336,9 @@ pub enum Tamper {
     /// Leave the server-to-client stream alone; XOR the byte at this offset of the
     /// client-to-server stream (an upload's data) with 0x01.
     FlipUpstreamByteAt(u64),
+    /// Pass this many bytes of the client-to-server stream (an upload), then hold the rest
+    /// until [`Relay::release`]; after release, drop everything and close the server's side.
+    StallUpstreamAfter(u64),
 }
 
 /// A TCP relay on 127.0.0.1 port 0 that forwards each connection to `target`.
@@ -364,11 +367,9 @@ impl Relay {
                 let Ok(server) = TcpStream::connect(target) else { continue };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 // client -> server: untouched, unless an upload is to be damaged
-                let upstream_flip = match tamper {
-                    Tamper::FlipUpstreamByteAt(at) => Some(at),
-                    _ => None,
-                };
-                thread::spawn(move || pipe(c2, s2, upstream_flip));
+                let upstream = tamper.clone();
+                let held = release2.clone();
+                thread::spawn(move || pipe(c2, s2, upstream, held));
                 let (tamper, release, fwd) = (tamper.clone(), release2.clone(), fwd2.clone());
                 thread::spawn(move || pipe_tampered(server, client, tamper, release, fwd));
             }
@@ -392,14 +393,28 @@ impl Drop for Relay {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, flip: Option<u64>) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, tamper: Tamper, release: Arc<(Mutex<bool>, Condvar)>) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut pos = 0u64;
     loop {
-        match from.read(&mut buf) {
+        let limit = match tamper {
+            Tamper::StallUpstreamAfter(n) if pos >= n => {
+                let (m, cv) = &*release;
+                let mut released = m.lock().unwrap();
+                while !*released {
+                    released = cv.wait(released).unwrap();
+                }
+                drop(released);
+                let _ = to.shutdown(Shutdown::Both);
+                return;
+            }
+            Tamper::StallUpstreamAfter(n) => ((n - pos) as usize).min(buf.len()),
+            _ => buf.len(),
+        };
+        match from.read(&mut buf[..limit]) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if let Some(at) = flip
+                if let Tamper::FlipUpstreamByteAt(at) = tamper
                     && at >= pos
                     && at < pos + n as u64
                 {
