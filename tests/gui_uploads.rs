@@ -152,6 +152,22 @@ fn uploads_are_off_until_allowed_and_received_files_show_their_verdict() {
     assert!(h.query_by_label(&shown).is_some(), "the MD5 computed on arrival is shown");
     // The switch is not remembered unless asked.
     assert!(!h.state().settings().allow_upload);
+
+    // Uploads into one folder only.
+    click(&mut h, "Stop hosting");
+    step_until(&mut h, "hosting to stop", WAIT, |h| h.state().hosting_addr().is_none() && has(h, "Start hosting"));
+    type_into(&mut h, "into", "inbox");
+    let addr = host_from_server_tab(&mut h, share.path());
+    assert!(has(&h, "clients can add files to \"inbox\""));
+    match upload(&addr, &local, "elsewhere.jpg") {
+        Err(ClientError::Server(e)) => assert_eq!(e.error, ErrorCode::Forbidden),
+        other => panic!("uploaded outside the upload folder: {other:?}"),
+    }
+    let mut conn = Connection::connect(&addr, &ConnectOptions::default()).unwrap();
+    let req = UploadRequest { local: local.clone(), path: "inbox/photo.jpg".into(), mkdirs: true };
+    let outcome = conn.upload(&req, &CancelToken::new(), &mut |_| {}).unwrap();
+    assert!(matches!(outcome, UploadOutcome::Verified { .. }), "{outcome:?}");
+    assert_eq!(std::fs::read(share.path().join("inbox/photo.jpg")).unwrap(), data);
 }
 
 #[test]

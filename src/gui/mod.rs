@@ -81,6 +81,9 @@ pub struct State {
     pub allow_upload: bool,
     /// Keep the "Allow uploads" choice between runs.
     pub remember_uploads: bool,
+    /// Where uploads may go: a folder inside the hosted one (`inbox`, `from/bob`); empty for
+    /// anywhere in it.
+    pub upload_folder: String,
 }
 
 impl Default for State {
@@ -96,6 +99,7 @@ impl Default for State {
             download_dir: String::new(),
             allow_upload: false,
             remember_uploads: false,
+            upload_folder: String::new(),
         }
     }
 }

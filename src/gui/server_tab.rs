@@ -91,8 +91,9 @@ pub(crate) struct ServerTab {
     pub(crate) announcing: Announcing,
     /// The "Allow uploads" switch: off at every start unless the person asked to remember it.
     pub(crate) allow_upload: bool,
-    /// Whether the running server takes uploads.
+    /// Whether the running server takes uploads, and where.
     hosting_uploads: bool,
+    hosting_upload_folder: Option<String>,
 }
 
 impl ServerTab {
@@ -117,6 +118,7 @@ impl ServerTab {
             announcing: Announcing::new(),
             allow_upload: state.remember_uploads && state.allow_upload,
             hosting_uploads: false,
+            hosting_upload_folder: None,
         }
     }
 
@@ -175,7 +177,19 @@ impl ServerTab {
             config.pin = Some(pin.into());
         }
         config.allow_upload = self.allow_upload;
+        if self.allow_upload {
+            let folder = state.upload_folder.trim().trim_matches('/');
+            if !folder.is_empty() {
+                if let Err(e) = crate::protocol::path::split_request_path(folder) {
+                    self.error =
+                        Some(format!("\"{}\" cannot be a folder inside the hosted one: {e}.", Escaped(folder)));
+                    return;
+                }
+                config.upload_folder = Some(folder.to_string());
+            }
+        }
         self.hosting_uploads = self.allow_upload;
+        self.hosting_upload_folder = config.upload_folder.clone();
         state.allow_upload = state.remember_uploads && self.allow_upload;
         self.active_pin = config.pin.clone();
         let (server, events) = Server::spawn(config, Some(self.notify.clone()));
@@ -474,6 +488,14 @@ pub(crate) fn server_ui(
                 );
                 edited |= tick.changed();
                 if tab.allow_upload {
+                    let into = ui.label("into");
+                    let field = egui::TextEdit::singleline(&mut state.upload_folder)
+                        .hint_text("the hosted folder")
+                        .desired_width(140.0);
+                    let field = ui.add(field).labelled_by(into.id).on_hover_text(
+                        "A folder inside the hosted one (made when the first file arrives), e.g. inbox; empty: anywhere in it",
+                    );
+                    watch(&field, &mut edited, &mut entered);
                     let remember = ui
                         .checkbox(&mut state.remember_uploads, "Remember this choice")
                         .on_hover_text("Otherwise uploads are off again the next time ferry starts");
@@ -521,7 +543,11 @@ pub(crate) fn server_ui(
         ui.add_space(8.0);
         listening_ui(ui, *addr, root, tab.lan.as_deref(), tab.active_pin.as_ref().map(|p| p.0.as_str()));
         if tab.hosting_uploads {
-            ui.label("Uploads are allowed: clients can add files to this folder. An existing file is never replaced, and each file is kept only once its MD5 matches.");
+            let into = match &tab.hosting_upload_folder {
+                Some(f) => format!("clients can add files to \"{}\" in this folder", Escaped(f)),
+                None => "clients can add files to this folder".to_string(),
+            };
+            ui.label(format!("Uploads are allowed: {into}. An existing file is never replaced, and each file is kept only once its MD5 matches."));
         }
         announcing_ui(ui, &tab.announcing);
         if let Some(fp) = identity {
