@@ -20,6 +20,7 @@ use md5::{Digest, Md5};
 
 #[path = "support/kittest.rs"]
 mod kittest;
+mod support;
 use kittest::{App, step_until};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -249,4 +250,42 @@ fn a_folder_dropped_on_the_server_tab_is_hosted() {
     drop_on_window(&mut h, &[share.path()]);
     step_until(&mut h, "hosting to start", WAIT, |h| h.state().hosting_addr().is_some());
     assert_eq!(h.state().settings().host_folder, share.path().display().to_string());
+}
+
+#[test]
+fn an_upload_can_be_cancelled_and_the_host_keeps_what_arrived() {
+    let (share, src, downloads) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(share.path().join("marker.txt"), b"m").unwrap();
+    let mut config = ServerConfig::new(share.path(), "127.0.0.1:0");
+    config.allow_upload = true;
+    let (_server, events) = Server::spawn(config, None);
+    let addr = match support::wait_for(&events, WAIT, |e| matches!(e, ServerEvent::Listening { .. })) {
+        ServerEvent::Listening { addr, .. } => addr.to_string(),
+        _ => unreachable!(),
+    };
+    // The host gets the first 512 KiB of the upload, then nothing until released.
+    let relay = support::Relay::start(addr.parse().unwrap(), support::Tamper::StallUpstreamAfter(512 * 1024));
+    let local = src.path().join("slow.bin");
+    std::fs::write(&local, bytes(3 * 1024 * 1024, 31)).unwrap();
+
+    let mut h = app(downloads.path());
+    click(&mut h, "Client");
+    type_into(&mut h, "Server address", &relay.addr.to_string());
+    click(&mut h, "Connect");
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("marker.txt").is_some());
+    drop_on_window(&mut h, &[&local]);
+    let part = share.path().join("slow.bin.ferry-upload");
+    step_until(&mut h, "the upload to stall part-way", WAIT, |h| {
+        h.query_by_label("Cancel").is_some() && std::fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+    });
+    click(&mut h, "Cancel");
+    step_until(&mut h, "the cancelled card", WAIT, |h| has(h, "The host keeps what already arrived"));
+    assert!(h.query_by_label("Resume").is_some(), "Resume is offered");
+    relay.release();
+    // The host saw the connection end and kept its partial file; nothing is under the name.
+    let failed = support::wait_for(&events, WAIT, |e| matches!(e, ServerEvent::TransferFailed { .. }));
+    assert!(matches!(&failed, ServerEvent::TransferFailed { error, .. } if error.contains("kept")), "{failed:?}");
+    assert!(part.exists() && share.path().join("slow.bin.ferry-upload.json").exists());
+    assert!(!share.path().join("slow.bin").exists());
 }
