@@ -289,3 +289,35 @@ fn an_upload_can_be_cancelled_and_the_host_keeps_what_arrived() {
     assert!(part.exists() && share.path().join("slow.bin.ferry-upload.json").exists());
     assert!(!share.path().join("slow.bin").exists());
 }
+
+/// The "done when": a file dropped on one window reaches the other's hosted folder, and
+/// both screens show the same verified fingerprint (here one window is both: it hosts on its
+/// Server tab and uploads to itself from its Client tab).
+#[test]
+fn both_screens_show_the_same_verified_fingerprint() {
+    let (share, src, downloads) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(share.path().join("marker.txt"), b"m").unwrap();
+    let data = bytes(700_000, 41);
+    let local = src.path().join("gift.bin");
+    std::fs::write(&local, &data).unwrap();
+    let md5: [u8; 16] = Md5::digest(&data).into();
+    let fingerprint = format!("fingerprint: {}", ferry::gui::verdict::fingerprint_names(&md5));
+
+    let mut h = app(downloads.path());
+    click(&mut h, "Allow uploads");
+    let addr = host_from_server_tab(&mut h, share.path());
+    click(&mut h, "Client");
+    type_into(&mut h, "Server address", &addr);
+    click(&mut h, "Connect");
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("marker.txt").is_some());
+    drop_on_window(&mut h, &[&local]);
+    step_until(&mut h, "the upload's verdict", WAIT, |h| h.query_all_by_label(&fingerprint).count() == 2);
+    assert!(has(&h, "MD5 verified"));
+    assert_eq!(std::fs::read(share.path().join("gift.bin")).unwrap(), data);
+
+    click(&mut h, "Server");
+    step_until(&mut h, "the received file on the Server tab", WAIT, |h| has(h, "received, MD5 verified"));
+    assert_eq!(h.query_all_by_label(&fingerprint).count(), 1, "the same colours on the host's side");
+    assert!(h.query_by_label(&grouped_hex(&hex(&md5))).is_some());
+}
