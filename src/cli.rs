@@ -101,6 +101,10 @@ pub enum Command {
         /// The folder on the host ("" or nothing for the hosted folder itself).
         #[arg(default_value = "")]
         path: String,
+        /// Show each file's MD5 where the host already knows it (from its digest index; "-"
+        /// where it does not yet: it hashes listed folders in the background).
+        #[arg(long)]
+        md5: bool,
         /// The host's PIN, if it asks for one (or set FERRY_PIN).
         #[arg(long, env = "FERRY_PIN", hide_env_values = true)]
         pin: Option<String>,
@@ -210,7 +214,7 @@ pub fn run(command: Command) -> i32 {
             serve(config)
         }
         Command::Discover { timeout } => discover(Duration::from_secs(timeout.max(1))),
-        Command::Ls { addr, path, pin, plain, accept_new_identity } => match host_address(&addr) {
+        Command::Ls { addr, path, md5, pin, plain, accept_new_identity } => match host_address(&addr) {
             Ok(addr) => {
                 let opts = ConnectOptions {
                     pin: pin.map(Into::into),
@@ -218,7 +222,7 @@ pub fn run(command: Command) -> i32 {
                     accept_new_identity,
                     ..ConnectOptions::remembering()
                 };
-                ls(&addr, &path, &opts)
+                ls(&addr, &path, md5, &opts)
             }
             Err(code) => code,
         },
@@ -292,6 +296,7 @@ fn serve(config: ServerConfig) -> i32 {
     let mut transfers = std::collections::HashMap::new();
     let mut failed = false;
     let mut announcer: Option<(Announcer, std::thread::JoinHandle<()>)> = None;
+    let mut index_log = IndexLog::default();
     for event in events.iter() {
         match event {
             ServerEvent::Listening { addr, root, identity } => {
@@ -374,6 +379,8 @@ fn serve(config: ServerConfig) -> i32 {
                 }
             }
             ServerEvent::TransferProgress { .. } => {}
+            ServerEvent::Indexing(p) => index_log.update(&p),
+            ServerEvent::IndexProblem { error } => log(format_args!("{}", Escaped(&error))),
             ServerEvent::TransferFinished { transfer, md5, sent, elapsed } => {
                 if let Some((client, path, _)) = transfers.remove(&transfer) {
                     log(format_args!(
@@ -414,6 +421,65 @@ fn serve(config: ServerConfig) -> i32 {
         }
     }
     if failed { EXIT_FAILURE } else { EXIT_OK }
+}
+
+/// What `serve` logs of the digest index: when hashing starts, every 10 s while it runs, and
+/// when it is done (with what it cost), so the host's own cost is visible.
+#[derive(Default)]
+struct IndexLog {
+    /// When the current run of hashing started, and the totals then.
+    run: Option<(Instant, u64, u64)>,
+    last_line: Option<Instant>,
+    known: Option<u64>,
+}
+
+impl IndexLog {
+    fn update(&mut self, p: &crate::server::IndexProgress) {
+        let left = || {
+            let folders = match p.folders_left {
+                0 => String::new(),
+                n => format!(" and {n} folders to look at"),
+            };
+            format!("{} files ({}) left{folders}", p.files_left, format::size(p.bytes_left))
+        };
+        match self.run {
+            None if p.idle() => {
+                if self.known.is_none() {
+                    log(format_args!("digest index: {} files known", p.known));
+                }
+            }
+            None => {
+                self.run = Some((Instant::now(), p.files_done, p.bytes_done));
+                self.last_line = Some(Instant::now());
+                log(format_args!("indexing in the background (low priority, pauses while sending): {}", left()));
+            }
+            Some((started, files0, bytes0)) if p.idle() => {
+                let secs = started.elapsed().as_secs_f64();
+                let bytes = p.bytes_done - bytes0;
+                log(format_args!(
+                    "indexed {} files ({}) in {secs:.1} s ({}); {} files known",
+                    p.files_done - files0,
+                    format::size(bytes),
+                    format::speed(bytes as f64 / secs.max(1e-6)),
+                    p.known
+                ));
+                self.run = None;
+            }
+            Some((_, files0, bytes0)) => {
+                if self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    self.last_line = Some(Instant::now());
+                    let paused = if p.paused { " (paused while sending)" } else { "" };
+                    log(format_args!(
+                        "indexing: {} files ({}) hashed, {}{paused}",
+                        p.files_done - files0,
+                        format::size(p.bytes_done - bytes0),
+                        left()
+                    ));
+                }
+            }
+        }
+        self.known = Some(p.known);
+    }
 }
 
 /// Announces the host on the local network and logs what the announcer reports (on a thread
@@ -597,7 +663,7 @@ fn report_identity(identity: Option<&HostIdentity>, opts: &ConnectOptions) {
     eprintln!("  ({remembered})");
 }
 
-fn ls(addr: &str, path: &str, opts: &ConnectOptions) -> i32 {
+fn ls(addr: &str, path: &str, md5: bool, opts: &ConnectOptions) -> i32 {
     let mut conn = match Connection::connect(addr, opts) {
         Ok(c) => c,
         Err(e) => return connect_error(e),
@@ -618,7 +684,12 @@ fn ls(addr: &str, path: &str, opts: &ConnectOptions) -> i32 {
             EntryKind::Dir => ("-".to_string(), "/"),
             _ => (e.size.map_or("-".to_string(), format::size), ""),
         };
-        if writeln!(out, "{size:>12}  {when}  {}{suffix}", Escaped(&e.name)).is_err() {
+        let digest = match (md5, e.kind, e.digest()) {
+            (false, _, _) => String::new(),
+            (true, EntryKind::File, Some(d)) => format!("{}  ", hex(&d)),
+            (true, _, _) => format!("{:<32}  ", "-"),
+        };
+        if writeln!(out, "{size:>12}  {when}  {digest}{}{suffix}", Escaped(&e.name)).is_err() {
             break; // stdout closed (e.g. piped into head)
         }
     }

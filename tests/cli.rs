@@ -4,7 +4,6 @@ mod support;
 
 use std::path::Path;
 use std::process::{Output, Stdio};
-#[cfg(unix)]
 use std::time::Duration;
 
 use support::*;
@@ -140,6 +139,29 @@ fn ls_lists_folders_first_with_human_sizes_and_escapes_names() {
     let out = ferry(&["ls", &serve.addr, "small.txt"], Path::new("."));
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("not_a_directory"));
+}
+
+#[test]
+fn serve_indexes_its_folder_logs_it_and_ls_md5_shows_the_digests() {
+    let share = tempfile::tempdir().unwrap();
+    let big = random_bytes(2 * 1024 * 1024 + 3, 41);
+    std::fs::write(share.path().join("big.bin"), &big).unwrap();
+    std::fs::create_dir(share.path().join("sub")).unwrap();
+    std::fs::write(share.path().join("sub/small.txt"), b"12345").unwrap();
+    let mut serve = ServeProcess::start(share.path(), &[]);
+    let line = serve.stdout.wait_for(Duration::from_secs(30), |l| l.contains(" indexed "));
+    assert!(line.contains("indexed 2 files"), "{line}");
+    let out = ferry(&["ls", "--md5", &serve.addr], Path::new("."));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 2, "{listing}");
+    assert!(lines[0].contains(&format!("{:<32}  sub/", "-")), "a folder has no digest: {listing}");
+    assert!(lines[1].contains(&format!("{}  big.bin", md5_hex(&big))), "{listing}");
+    let out = ferry(&["ls", "--md5", &serve.addr, "sub"], Path::new("."));
+    assert!(text(&out.stdout).contains(&format!("{}  small.txt", md5_hex(b"12345"))), "{}", text(&out.stdout));
+    let plain = ferry(&["ls", &serve.addr], Path::new("."));
+    assert!(!text(&plain.stdout).contains(&md5_hex(&big)), "only with --md5");
 }
 
 #[cfg(unix)] // Ctrl-C as SIGINT

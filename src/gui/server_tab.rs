@@ -16,7 +16,7 @@ use super::{Command, State, expand_path};
 use crate::protocol::message::Secret;
 use crate::protocol::path::Escaped;
 use crate::protocol::{Md5Digest, hex};
-use crate::server::{ClientId, Server, ServerConfig, ServerEvent, TransferId};
+use crate::server::{ClientId, IndexProgress, Server, ServerConfig, ServerEvent, TransferId};
 use crate::sink::Notify;
 
 /// Finished transfers kept in the list.
@@ -94,6 +94,10 @@ pub(crate) struct ServerTab {
     /// Whether the running server takes uploads, and where.
     hosting_uploads: bool,
     hosting_upload_folder: Option<String>,
+    /// How the background hashing into the digest index goes (none reported yet: `None`).
+    pub(crate) indexing: Option<IndexProgress>,
+    /// Why the digest index could not be used or kept, if so.
+    index_problem: Option<String>,
 }
 
 impl ServerTab {
@@ -119,6 +123,8 @@ impl ServerTab {
             allow_upload: state.remember_uploads && state.allow_upload,
             hosting_uploads: false,
             hosting_upload_folder: None,
+            indexing: None,
+            index_problem: None,
         }
     }
 
@@ -198,6 +204,8 @@ impl ServerTab {
         self.hosting = Hosting::Starting;
         self.clients.clear();
         self.active.clear();
+        self.indexing = None;
+        self.index_problem = None;
     }
 
     /// Stops hosting on a worker thread; `Stopped` arrives when every server thread has ended.
@@ -324,6 +332,11 @@ impl ServerTab {
                 {
                     t.confirmed = Some(ok);
                 }
+            }
+            ServerEvent::Indexing(progress) => self.indexing = Some(progress),
+            ServerEvent::IndexProblem { error } => {
+                self.note(Escaped(&error).to_string());
+                self.index_problem = Some(error);
             }
             ServerEvent::RequestRefused { peer, request, error, .. } => {
                 self.note(format!("{peer}: {} refused: {}", Escaped(&request), Escaped(&error)));
@@ -550,6 +563,7 @@ pub(crate) fn server_ui(
             ui.label(format!("Uploads are allowed: {into}. An existing file is never replaced, and each file is kept only once its MD5 matches."));
         }
         announcing_ui(ui, &tab.announcing);
+        indexing_ui(ui, tab.indexing.as_ref(), tab.index_problem.as_deref());
         if let Some(fp) = identity {
             ui.add_space(6.0);
             ui.label("This host's identity (clients see the same colours when they first connect):");
@@ -580,6 +594,41 @@ fn dropped_folder_ui(ui: &mut Ui, idle: bool, out: &mut Vec<Command>) {
     if let Some(dir) = dropped.into_iter().find(|p| p.is_dir()) {
         out.push(Command::HostDropped(dir));
     }
+}
+
+/// What the host's background hashing costs and how far it is: files and bytes hashed, what
+/// is left, and whether it waits for transfers. Nothing until there is something to say.
+fn indexing_ui(ui: &mut Ui, progress: Option<&IndexProgress>, problem: Option<&str>) {
+    if let Some(problem) = problem {
+        ui.label(RichText::new(format!("Digest index: {}", Escaped(problem))).color(verdict::bad_text(ui)));
+    }
+    let Some(p) = progress else { return };
+    ui.horizontal_wrapped(|ui| {
+        if p.idle() {
+            ui.label(format!(
+                "Fingerprints ready: {} files known, so their first download is as fast as the next ({} files, {} hashed in the background so far).",
+                p.known,
+                p.files_done,
+                format::size(p.bytes_done)
+            ));
+            return;
+        }
+        ui.spinner();
+        let folders = match p.folders_left {
+            0 => String::new(),
+            1 => ", 1 folder to look at".to_string(),
+            n => format!(", {n} folders to look at"),
+        };
+        let state = if p.paused { " Paused while files are being sent." } else { "" };
+        ui.label(format!(
+            "Preparing fingerprints in the background: {} files ({}) done, {} files ({}) left{folders}.{state}",
+            p.files_done,
+            format::size(p.bytes_done),
+            p.files_left,
+            format::size(p.bytes_left)
+        ))
+        .on_hover_text("ferry hashes the hosted files at low priority, so the first download of each is as fast as the second and clients can see each file's MD5 before downloading.");
+    });
 }
 
 /// Notes whether a form field was edited, or left with Enter.

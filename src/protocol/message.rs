@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Md5Digest;
+
 /// A secret (the optional PIN) whose `Debug` never shows its value, so it cannot leak into logs,
 /// and whose `==` takes the same time wherever the first difference is.
 #[derive(Clone, Serialize, Deserialize)]
@@ -235,6 +237,18 @@ pub struct Entry {
     /// Modification time, Unix seconds (ferry sends it for folders too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified: Option<i64>,
+    /// The file's MD5 as 32 lowercase hex digits, when the host already knows it (from its
+    /// digest index). A hint for showing and for skipping a file the client already has; a
+    /// transfer is still verified by its trailer. See [`Entry::digest`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+}
+
+impl Entry {
+    /// The listed MD5, if the host sent one that is a digest at all (anything else is ignored).
+    pub fn digest(&self) -> Option<Md5Digest> {
+        self.md5.as_deref().and_then(super::parse_hex)
+    }
 }
 
 /// Answer to `list`.
@@ -462,13 +476,25 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_entry_carries_its_md5_only_when_known() {
+        let known = r#"{"name":"a.bin","kind":"file","size":3,"modified":1,"md5":"900150983cd24fb0d6963f7d28e17f72"}"#;
+        let e: Entry = serde_json::from_str(known).unwrap();
+        assert_eq!(e.digest().map(|d| crate::protocol::hex(&d)).as_deref(), Some("900150983cd24fb0d6963f7d28e17f72"));
+        assert_eq!(serde_json::to_string(&e).unwrap(), known);
+        let unknown = Entry { md5: None, ..e.clone() };
+        assert!(!serde_json::to_string(&unknown).unwrap().contains("md5"), "no field when unknown");
+        let junk = Entry { md5: Some("not a digest".into()), ..e };
+        assert_eq!(junk.digest(), None, "a malformed hint is ignored");
+    }
+
+    #[test]
     fn reply_without_ok_is_refused() {
         assert!(matches!(parse_reply::<GetReply>(br#"{"size":1}"#), Err(ReplyError::NoOk)));
     }
 
     #[test]
     fn listing_sorts_dirs_first_then_by_name() {
-        let e = |name: &str, kind| Entry { name: name.into(), kind, size: None, modified: None };
+        let e = |name: &str, kind| Entry { name: name.into(), kind, size: None, modified: None, md5: None };
         let mut v =
             vec![e("b", EntryKind::File), e("z", EntryKind::Dir), e("a", EntryKind::File), e("c", EntryKind::Dir)];
         sort_entries(&mut v);

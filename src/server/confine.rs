@@ -34,8 +34,10 @@ use std::fs::{self, File, Metadata};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use super::index::FileKey;
 use crate::protocol::message::{Entry, EntryKind, ErrorCode, ErrorReply, sort_entries};
 use crate::protocol::path::BadPath;
+use crate::protocol::{Md5Digest, hex};
 
 /// How many symbolic links one resolution may follow (Linux's own limit is 40).
 pub const MAX_LINK_HOPS: usize = 40;
@@ -113,6 +115,8 @@ struct Info {
     kind: Option<EntryKind>,
     size: u64,
     modified: Option<i64>,
+    /// The digest index's key of a regular file (when it could be read).
+    key: Option<FileKey>,
 }
 
 impl Info {
@@ -127,7 +131,7 @@ impl Info {
         };
         let modified =
             meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64);
-        Info { kind, size: meta.len(), modified }
+        Info { kind, size: meta.len(), modified, key: None }
     }
 }
 
@@ -184,6 +188,16 @@ impl Root {
     /// that lead outside the folder or nowhere. The folder is opened by the same resolution as
     /// [`Root::open_file`] and its entries are examined relative to that handle.
     pub fn list(&self, rel: &str) -> Result<Vec<Entry>, ResolveError> {
+        self.list_with(rel, &|_| None)
+    }
+
+    /// [`Root::list`], each file with the digest `digest` knows for its key (its device, inode,
+    /// size and times, from the same look at it that gave its size).
+    pub fn list_with(
+        &self,
+        rel: &str,
+        digest: &dyn Fn(&FileKey) -> Option<Md5Digest>,
+    ) -> Result<Vec<Entry>, ResolveError> {
         let dir = self.open(rel)?;
         let meta = dir.metadata().map_err(ResolveError::from_io)?;
         if !meta.is_dir() {
@@ -193,10 +207,17 @@ impl Root {
         self.each_entry(rel, &dir, &mut |name, info| {
             match info.kind {
                 Some(EntryKind::Dir) => {
-                    entries.push(Entry { name, kind: EntryKind::Dir, size: None, modified: info.modified })
+                    entries.push(Entry { name, kind: EntryKind::Dir, size: None, modified: info.modified, md5: None })
                 }
                 Some(EntryKind::File) => {
-                    entries.push(Entry { name, kind: EntryKind::File, size: Some(info.size), modified: info.modified })
+                    let md5 = info.key.as_ref().and_then(digest).map(|d| hex(&d));
+                    entries.push(Entry {
+                        name,
+                        kind: EntryKind::File,
+                        size: Some(info.size),
+                        modified: info.modified,
+                        md5,
+                    })
                 }
                 _ => {}
             };
@@ -246,7 +267,7 @@ mod unix {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags};
     use rustix::io::Errno;
 
-    use super::{Info, LOOP, MAX_LINK_HOPS, ResolveError, Root, link_components, listable};
+    use super::{FileKey, Info, LOOP, MAX_LINK_HOPS, ResolveError, Root, link_components, listable};
     use crate::protocol::message::EntryKind;
     use crate::protocol::path::{join, split_request_path};
 
@@ -277,7 +298,8 @@ mod unix {
         };
         #[allow(clippy::useless_conversion)] // time_t is i32 on some targets
         let modified = Some(i64::from(st.st_mtime)).filter(|&t| t >= 0);
-        Info { kind, size: u64::try_from(st.st_size).unwrap_or(0), modified }
+        let key = (kind == Some(EntryKind::File)).then(|| FileKey::of_stat(st));
+        Info { kind, size: u64::try_from(st.st_size).unwrap_or(0), modified, key }
     }
 
     const OPEN_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::NONBLOCK).union(OFlags::CLOEXEC).union(OFlags::NOCTTY);
@@ -494,7 +516,7 @@ mod portable {
     use std::io;
     use std::path::{Path, PathBuf};
 
-    use super::{Info, LOOP, MAX_LINK_HOPS, OUTSIDE, ResolveError, Root, link_components, listable};
+    use super::{FileKey, Info, LOOP, MAX_LINK_HOPS, OUTSIDE, ResolveError, Root, link_components, listable};
     use crate::protocol::names;
     use crate::protocol::path::{join, split_request_path};
 
@@ -580,7 +602,13 @@ mod portable {
                         Err(_) => continue,
                     }
                 };
-                f(name, Info::from_meta(&meta));
+                let mut info = Info::from_meta(&meta);
+                if meta.is_file() {
+                    // The index's key needs the file's identity, which only an open handle has.
+                    let path = self.resolve(&join(rel, &name));
+                    info.key = path.ok().and_then(|p| open_no_follow(&p).ok()).map(|f| FileKey::of(&f, &meta));
+                }
+                f(name, info);
             }
             Ok(())
         }

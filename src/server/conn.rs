@@ -346,7 +346,7 @@ fn serve(
                     upload::PutEnd::Close(reason) => return Some(reason),
                 }
             }
-            Ok(Request::List { path }) => match root.list(&path) {
+            Ok(Request::List { path }) => match list(shared, root, &path) {
                 Ok(entries) => {
                     encode_ok(&mut out, &ListReply { path, entries });
                     send_all(stream, &out)
@@ -370,6 +370,18 @@ fn serve(
             return Some(format!("cannot answer: {e}"));
         }
     }
+}
+
+/// A folder's entries, each file with its MD5 when the digest index knows it; the folder's
+/// other files are then hashed in the background, so the next listing (and their first
+/// download) finds them.
+fn list(shared: &Shared, root: &Root, path: &str) -> Result<Vec<crate::protocol::message::Entry>, super::ResolveError> {
+    let Some(indexer) = shared.indexer() else { return root.list(path) };
+    let entries = root.list_with(path, &|key| indexer.index.get(key))?;
+    if entries.iter().any(|e| e.kind == crate::protocol::message::EntryKind::File && e.md5.is_none()) {
+        indexer.listed(path);
+    }
+    Ok(entries)
 }
 
 /// The answer to a PIN that was not looked at.

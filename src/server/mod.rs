@@ -19,7 +19,7 @@
 
 mod confine;
 mod conn;
-mod digest_cache;
+pub mod index;
 mod pin_exchange;
 mod pin_limit;
 mod reply;
@@ -39,6 +39,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 
 pub use confine::{ResolveError, Root};
+pub use index::worker::IndexProgress;
 
 use crate::protocol::Md5Digest;
 use crate::protocol::message::Secret;
@@ -93,6 +94,12 @@ pub struct ServerConfig {
     /// The name rules an uploaded file's path must follow: this system's by default;
     /// `Os::Windows` keeps every uploaded name valid on Windows too.
     pub upload_names: Os,
+    /// The folder that keeps the digest index ([`index`]): `None` for ferry's cache folder
+    /// ([`index::cache_dir`], `index/` in it). Without any, digests are kept for this run only.
+    pub index_dir: Option<PathBuf>,
+    /// Hash every file of the hosted folder in the background once hosting starts (not only
+    /// the files of folders that clients list), so first downloads are warm too.
+    pub index_at_start: bool,
 }
 
 impl ServerConfig {
@@ -110,6 +117,8 @@ impl ServerConfig {
             allow_upload: false,
             upload_folder: None,
             upload_names: Os::current(),
+            index_dir: None,
+            index_at_start: true,
         }
     }
 }
@@ -164,6 +173,8 @@ pub enum ServerEvent {
         path: String,
         size: u64,
         offset: u64,
+        /// The file's digest was already known (digest index): it is sent without hashing.
+        warm: bool,
     },
     /// `done` counts bytes of the whole file (the resumed offset included); at most ~20 a second.
     TransferProgress {
@@ -203,6 +214,14 @@ pub enum ServerEvent {
         received: u64,
         elapsed: Duration,
     },
+    /// How the background hashing of the hosted folder's files into the digest index is going
+    /// (at most a few a second, and once more whenever nothing is left to do).
+    Indexing(IndexProgress),
+    /// The digest index could not be used or kept (damaged, unwritable); hosting goes on, and
+    /// the index is rebuilt (or kept in memory only).
+    IndexProblem {
+        error: String,
+    },
     /// The client said how a transfer of `path` ended on its side (the protocol's `verdict`):
     /// `ok` means its MD5 matched and the file was saved. Until this arrives, a finished
     /// transfer was sent but not confirmed.
@@ -236,6 +255,7 @@ impl ServerEvent {
     fn delivery(&self) -> Delivery {
         match self {
             ServerEvent::TransferProgress { .. } => Delivery::Coalesce,
+            ServerEvent::Indexing(p) if !p.idle() => Delivery::Coalesce,
             ServerEvent::RequestRefused { .. }
             // Sent whenever a client likes: a flood of them must not grow the queue.
             | ServerEvent::TransferConfirmed { .. }
@@ -256,7 +276,8 @@ pub(crate) struct Shared {
     next_client: AtomicU64,
     next_transfer: AtomicU64,
     rejecting: AtomicUsize,
-    digests: digest_cache::DigestCache,
+    /// The digest index and its worker; set once hosting starts.
+    index: std::sync::OnceLock<Arc<index::worker::Indexer>>,
     pins: pin_limit::PinLimits,
     /// Set once hosting starts, unless the host is plain.
     tls: std::sync::OnceLock<HostTls>,
@@ -268,6 +289,11 @@ pub(crate) struct Shared {
 impl Shared {
     fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The digest index's worker (present once hosting has started).
+    fn indexer(&self) -> Option<&index::worker::Indexer> {
+        self.index.get().map(|i| &**i)
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -354,7 +380,7 @@ impl Server {
             next_client: AtomicU64::new(1),
             next_transfer: AtomicU64::new(1),
             rejecting: AtomicUsize::new(0),
-            digests: Default::default(),
+            index: std::sync::OnceLock::new(),
             pins: Default::default(),
             tls: std::sync::OnceLock::new(),
             sink,
@@ -385,6 +411,9 @@ impl Server {
         }
         for stream in self.shared.slots().conns.values() {
             let _ = stream.shutdown(Shutdown::Both);
+        }
+        if let Some(indexer) = self.shared.indexer() {
+            indexer.stop();
         }
         // The accept thread polls with a timeout and sees the flag on its own: stopping never
         // depends on the network (the bound address may be gone).
@@ -487,8 +516,24 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
         return;
     }
     let root = Arc::new(root);
+    // Loaded before the host is announced as listening: a restarted host is warm at once.
+    let (indexer, index_problem) = open_index(&shared.config, root.path());
+    let _ = shared.index.set(indexer.clone());
+    if shared.is_stopping() {
+        indexer.stop(); // stop() ran before the index was there to be told
+    }
     let identity = shared.tls.get().map(HostTls::fingerprint);
     sink.send(ServerEvent::Listening { addr, root: root.path().to_path_buf(), identity });
+    if let Some(error) = index_problem {
+        sink.send(ServerEvent::IndexProblem { error });
+    }
+    let index_worker = {
+        let (root, sink, whole) = (root.clone(), sink.clone(), shared.config.index_at_start);
+        thread::Builder::new()
+            .name("ferry-index".into())
+            .spawn(move || index::worker::run(&indexer, &root, &sink, whole))
+            .ok()
+    };
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     while !shared.is_stopping() {
@@ -547,11 +592,25 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
     for w in workers {
         let _ = w.join();
     }
+    if let Some(w) = index_worker {
+        let _ = w.join();
+    }
     // Rejection threads are short-lived (bounded by a timeout); wait for them too.
     while shared.rejecting.load(Ordering::SeqCst) > 0 {
         thread::sleep(Duration::from_millis(10));
     }
     sink.send(ServerEvent::Stopped);
+}
+
+/// The digest index of the hosted folder `root`, loaded from the configured folder (or the
+/// cache folder), or kept in memory when there is none, and why a stored one was not used.
+fn open_index(config: &ServerConfig, root: &std::path::Path) -> (Arc<index::worker::Indexer>, Option<String>) {
+    let dir = config.index_dir.clone().or_else(|| index::cache_dir().map(|d| d.join("index")));
+    let (index, problem) = match dir {
+        Some(dir) => index::DigestIndex::open(index::index_path(&dir, root)),
+        None => (index::DigestIndex::memory(), None),
+    };
+    (Arc::new(index::worker::Indexer::new(index)), problem)
 }
 
 /// The TLS settings for the configured identity, or the one kept in the configuration folder.

@@ -9,7 +9,7 @@
 //!   `sendfile(2)` on Linux, so the bytes are not copied through user space a second time
 //!   (elsewhere they are written from the same buffer).
 //! - **large, warm** (digest remembered for this exact file version, see
-//!   [`super::digest_cache`]): `sendfile` only, zero-copy and without hashing (Linux; elsewhere
+//!   [`super::index`]): `sendfile` only, zero-copy and without hashing (Linux; elsewhere
 //!   the small-file path without hashing).
 //!
 //! On an encrypted connection (the default) the bytes must pass through TLS, so `sendfile` is
@@ -24,7 +24,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::digest_cache::FileKey;
+use super::index::FileKey;
 use super::reply::{self, BUF_LEN, Who, encode_ok, send_all};
 use super::{ClientId, Root, ServerEvent, Shared, TransferId};
 use crate::pipeline::{self, HashPipe};
@@ -131,7 +131,9 @@ pub(super) fn handle_get(
         return refuse(stream, out, ErrorReply::new(ErrorCode::BadRequest, msg));
     }
     let key = FileKey::of(&opened.file, &opened.meta);
-    let cached = shared.digests.get(&key);
+    let cached = shared.indexer().and_then(|i| i.index.get(&key));
+    // The indexing worker waits while this file is sent.
+    let _sending = shared.indexer().map(|i| i.sending());
     let transfer = shared.next_transfer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // If the front is too far behind to hear of this transfer, it is not told of its progress
     // or its end either.
@@ -142,6 +144,7 @@ pub(super) fn handle_get(
         path: path.to_string(),
         size,
         offset,
+        warm: cached.is_some(),
     });
     let started = Instant::now();
     let mut end = TransferEnd { shared, transfer, ended: !reported };
@@ -169,7 +172,11 @@ pub(super) fn handle_get(
     };
     match result {
         Ok(md5) => {
-            shared.digests.insert(key, md5);
+            if cached.is_none()
+                && let Some(i) = shared.indexer()
+            {
+                i.index.insert(&key, md5);
+            }
             if reported {
                 shared.sink.send(ServerEvent::TransferProgress { transfer, done: size, total: size });
                 shared.sink.send(ServerEvent::TransferFinished {

@@ -156,7 +156,7 @@ mod tests {
     use super::*;
 
     fn entry(name: &str, kind: EntryKind, size: u64, modified: i64) -> Entry {
-        Entry { name: name.into(), kind, size: Some(size), modified: Some(modified) }
+        Entry { name: name.into(), kind, size: Some(size), modified: Some(modified), md5: None }
     }
 
     fn listing(entries: Vec<Entry>) -> Listing {

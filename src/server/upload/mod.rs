@@ -296,6 +296,8 @@ pub(in crate::server) fn handle_put(
         let msg = format!("\"{}\" is being uploaded by another connection right now", Escaped(path));
         return refuse(reader, out, ErrorReply::new(ErrorCode::Exists, msg));
     };
+    // The indexing worker waits while a file is received, as while one is sent.
+    let _receiving = shared.indexer().map(|i| i.sending());
     let folder = match Folder::open(root, &target.parent, mkdirs) {
         Ok(f) => f,
         Err(e) => return refuse(reader, out, e.to_reply()),
