@@ -22,7 +22,9 @@ use crate::protocol::message::EntryKind;
 use crate::protocol::names::Os;
 use crate::protocol::path::{Escaped, default_local_name};
 use crate::protocol::{hex, message};
-use crate::server::{DEFAULT_BIND, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_ADDRESS, Server, ServerConfig, ServerEvent};
+use crate::server::{
+    DEFAULT_BIND, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_ADDRESS, IndexMode, Server, ServerConfig, ServerEvent,
+};
 use crate::transport::Contact;
 
 /// Exit code for a verified download or any other success.
@@ -86,6 +88,12 @@ pub enum Command {
         /// Take only uploaded names that Windows accepts too (no CON, a:b, name. …).
         #[arg(long)]
         windows_names: bool,
+        /// What to hash in the background (low priority, paused while sending) so downloads
+        /// start warm and listings show each file's MD5: the whole folder from the start,
+        /// only folders clients list, or nothing (each file is hashed as it is first sent).
+        /// Digests are kept in the cache folder (FERRY_CACHE_DIR overrides it).
+        #[arg(long, value_enum, default_value_t = IndexArg::Whole, value_name = "WHAT")]
+        index: IndexArg,
     },
     /// Find ferry hosts on the local network (mDNS); say why when none answers.
     Discover {
@@ -128,7 +136,8 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "DEST")]
         output: Option<PathBuf>,
         /// Replace DEST if it already exists (and discard ferry's own partial download of
-        /// another file to DEST).
+        /// another file to DEST). Without it, a DEST whose MD5 is the one the host lists for
+        /// the file is left as it is and reported identical (exit 0).
         #[arg(long)]
         force: bool,
         /// The host's PIN, if it asks for one (or set FERRY_PIN).
@@ -183,6 +192,14 @@ pub enum Command {
     Gui,
 }
 
+/// `serve --index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IndexArg {
+    Whole,
+    Listed,
+    Off,
+}
+
 /// Runs a parsed command line; returns the process exit code. [`Command::Gui`] opens the
 /// window and returns when it closes.
 pub fn run(command: Command) -> i32 {
@@ -198,6 +215,7 @@ pub fn run(command: Command) -> i32 {
             allow_upload,
             upload_folder,
             windows_names,
+            index,
         } => {
             let pin = pin.map(|p| if p.is_empty() { crate::server::random_pin() } else { p });
             let mut config = ServerConfig::new(dir, bind);
@@ -211,6 +229,11 @@ pub fn run(command: Command) -> i32 {
             if windows_names {
                 config.upload_names = Os::Windows;
             }
+            config.index = match index {
+                IndexArg::Whole => IndexMode::Whole,
+                IndexArg::Listed => IndexMode::Listed,
+                IndexArg::Off => IndexMode::Off,
+            };
             serve(config)
         }
         Command::Discover { timeout } => discover(Duration::from_secs(timeout.max(1))),
@@ -778,6 +801,18 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                 }
                 eprintln!("ferry: MD5 verified");
                 // `./name` reads as `name`, as md5sum would print it.
+                let shown = dest.strip_prefix(".").unwrap_or(&dest);
+                println!("{}", md5sum_line(&md5, &shown.display().to_string()));
+                break EXIT_OK;
+            }
+            EventKind::Identical { md5, dest, .. } => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                eprintln!(
+                    "ferry: identical: already have it (MD5 matches the host's), nothing downloaded; \
+                     --force downloads it anyway"
+                );
                 let shown = dest.strip_prefix(".").unwrap_or(&dest);
                 println!("{}", md5sum_line(&md5, &shown.display().to_string()));
                 break EXIT_OK;

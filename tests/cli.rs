@@ -164,6 +164,28 @@ fn serve_indexes_its_folder_logs_it_and_ls_md5_shows_the_digests() {
     assert!(!text(&plain.stdout).contains(&md5_hex(&big)), "only with --md5");
 }
 
+#[test]
+fn get_of_a_file_already_here_says_identical_and_force_downloads_anyway() {
+    let share = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(1_500_000, 42);
+    std::fs::write(share.path().join("same.bin"), &bytes).unwrap();
+    let mut serve = ServeProcess::start(share.path(), &[]);
+    serve.stdout.wait_for(Duration::from_secs(30), |l| l.contains(" indexed "));
+    let here = tempfile::tempdir().unwrap();
+    std::fs::write(here.path().join("same.bin"), &bytes).unwrap();
+
+    let out = ferry(&["get", &serve.addr, "same.bin"], here.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{}  same.bin\n", md5_hex(&bytes)));
+    assert!(text(&out.stderr).contains("identical: already have it"), "{}", text(&out.stderr));
+
+    let out = ferry(&["get", "--force", &serve.addr, "same.bin"], here.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("MD5 verified"), "downloaded again: {}", text(&out.stderr));
+    let log = serve.stdout.wait_for(Duration::from_secs(10), |l| l.contains("sent \"same.bin\""));
+    assert!(log.contains(&md5_hex(&bytes)), "{log}");
+}
+
 #[cfg(unix)] // Ctrl-C as SIGINT
 #[test]
 fn serve_logs_transfers_and_stops_cleanly_on_ctrl_c() {

@@ -170,6 +170,40 @@ fn an_existing_file_is_replaced_only_after_asking() {
     assert_eq!(std::fs::read(&dest).unwrap(), data, "replaced once the person said so");
 }
 
+#[test]
+fn a_file_already_here_shows_its_expected_md5_and_is_identical_without_downloading() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let data = test_bytes(2 * 1024 * 1024 + 5, 11);
+    std::fs::write(share.path().join("same.bin"), &data).unwrap();
+    let dest = downloads.path().join("same.bin");
+    std::fs::write(&dest, &data).unwrap();
+    let before = std::fs::metadata(&dest).unwrap().modified().unwrap();
+
+    let mut h = app(downloads.path());
+    let addr = host_from_server_tab(&mut h, share.path());
+    // The host hashes its folder in the background and says so.
+    step_until(&mut h, "the host's index to be ready", WAIT, |h| has(h, "Fingerprints ready"));
+
+    connect_from_client_tab(&mut h, &addr.to_string());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("same.bin").is_some());
+    click(&mut h, "same.bin");
+    let md5 = md5_of(&data);
+    let shown = grouped_hex(&hex(&md5));
+    assert!(has(&h, "Expected MD5"), "the listed digest is shown before downloading");
+    assert_eq!(h.query_all_by_label(&shown).count(), 1);
+    let fingerprint = format!("fingerprint: {}", fingerprint_names(&md5));
+    assert_eq!(h.query_all_by_label(&fingerprint).count(), 1, "with its colours");
+
+    click(&mut h, "Download");
+    step_until(&mut h, "the verdict", WAIT, |h| has(h, "Identical: already have it (MD5 matches)"));
+    assert!(!has(&h, "Replace the existing file?"), "nothing to ask: it is the same file");
+    assert!(!has(&h, "MD5 verified"));
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    assert_eq!(std::fs::metadata(&dest).unwrap().modified().unwrap(), before, "not written again");
+    assert_eq!(h.query_all_by_label(&shown).count(), 3, "expected, listed and computed digests");
+}
+
 /// Forwards connections to `upstream`. In what the server sends on each connection, the byte
 /// at `flip_at` gets one bit flipped (the listing replies are far shorter, so only file data is
 /// hit), and each 16 KiB waits `pause` (to slow a transfer down).

@@ -78,7 +78,7 @@ fn a_restarted_host_lists_and_sends_an_indexed_file_warm_at_once() {
     let mut first = TestServer::start_at(root.path(), |c| {
         with_index(cache.path())(c);
         plain(c);
-        c.index_at_start = true;
+        c.index = ferry::server::IndexMode::Whole;
     });
     let done = indexed(&first);
     assert_eq!((done.files_done, done.bytes_done), (1, big.len() as u64), "{done:?}");
@@ -212,4 +212,73 @@ fn indexing_waits_while_a_file_is_being_sent() {
     let done = indexed(&srv);
     assert_eq!(done.files_done, 1, "{done:?}");
     assert!(md5_of(&list(&addr, "other", &opts), "x.bin").is_some());
+}
+
+#[test]
+fn a_destination_that_already_has_the_listed_md5_is_identical_and_nothing_is_sent() {
+    let cache = tempfile::tempdir().unwrap();
+    let srv = TestServer::start_with(with_index(cache.path()));
+    let bytes = srv.put("sub/f.bin", random_bytes(3 * 1024 * 1024, 9));
+    let addr = srv.addr_string();
+    let opts = ConnectOptions::default();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("f.bin");
+    let get = |overwrite: bool| {
+        let mut conn = Connection::connect(&addr, &opts).unwrap();
+        let req = DownloadRequest { path: "sub/f.bin".into(), dest: dest.clone(), overwrite };
+        conn.download(&req, &CancelToken::new(), &mut |_| {})
+    };
+
+    // Before the host knows the digest, an existing file is simply not replaced.
+    fs::write(&dest, &bytes).unwrap();
+    assert!(matches!(get(false), Err(ferry::client::ClientError::Exists(_))));
+    list(&addr, "sub", &opts);
+    indexed(&srv);
+
+    let outcome = get(false).unwrap();
+    match &outcome {
+        Outcome::Identical { md5, dest: d, size } => {
+            assert_eq!(ferry::protocol::hex(md5), md5_hex(&bytes));
+            assert_eq!((d, *size), (&dest, bytes.len() as u64));
+        }
+        other => panic!("expected identical, got {other:?}"),
+    }
+    // Same size, other bytes: not identical, and still not replaced.
+    let mut other = bytes.clone();
+    other[12345] ^= 1;
+    fs::write(&dest, &other).unwrap();
+    assert!(matches!(get(false), Err(ferry::client::ClientError::Exists(_))));
+    assert_eq!(fs::read(&dest).unwrap(), other, "left untouched");
+    // Asked to replace: downloaded whatever the digest says.
+    fs::write(&dest, &bytes).unwrap();
+    assert!(matches!(get(true).unwrap(), Outcome::Verified { .. }));
+    let seen = srv.events.try_iter().collect::<Vec<_>>();
+    let sent = seen.iter().filter(|e| matches!(e, ServerEvent::TransferStarted { .. })).count();
+    assert_eq!(sent, 1, "only the forced download moved bytes: {seen:?}");
+}
+
+#[test]
+fn with_indexing_off_a_file_is_hashed_when_first_sent_and_nothing_is_kept() {
+    let cache = tempfile::tempdir().unwrap();
+    let srv = TestServer::start_with(|c| {
+        with_index(cache.path())(c);
+        c.index = ferry::server::IndexMode::Off;
+    });
+    let bytes = srv.put("f.bin", random_bytes(2 * 1024 * 1024, 10));
+    let addr = srv.addr_string();
+    let opts = ConnectOptions::default();
+    assert_eq!(md5_of(&list(&addr, "", &opts), "f.bin"), None);
+    let out = tempfile::tempdir().unwrap();
+    let mut conn = Connection::connect(&addr, &opts).unwrap();
+    for (n, warm) in [(1, false), (2, true)] {
+        let req = DownloadRequest { path: "f.bin".into(), dest: out.path().join(format!("{n}")), overwrite: false };
+        assert!(matches!(conn.download(&req, &CancelToken::new(), &mut |_| {}).unwrap(), Outcome::Verified { .. }));
+        let started = wait_for(&srv.events, WAIT, |e| matches!(e, ServerEvent::TransferStarted { .. }));
+        assert!(matches!(started, ServerEvent::TransferStarted { warm: w, .. } if w == warm), "{started:?}");
+    }
+    assert_eq!(md5_of(&list(&addr, "", &opts), "f.bin"), Some(md5_hex(&bytes).as_str()), "learned by sending it");
+    let seen: Vec<_> = srv.events.try_iter().collect();
+    assert!(!seen.iter().any(|e| matches!(e, ServerEvent::Indexing(_))), "nothing hashed ahead: {seen:?}");
+    drop(srv);
+    assert_eq!(fs::read_dir(cache.path()).unwrap().count(), 0, "nothing kept on disk");
 }

@@ -201,6 +201,9 @@ pub fn small_ferry(dir: &Path, names: &[String], dest: &Path, wire: Wire) -> Res
         let req = DownloadRequest { path: name.clone(), dest: dest.join(name), overwrite: true };
         match conn.download(&req, &cancel, &mut |_| {}) {
             Ok(Outcome::Verified { .. }) => {}
+            Ok(Outcome::Identical { .. }) => {
+                return Err(format!("ferry small files, {name}: not downloaded (identical)"));
+            }
             Ok(Outcome::Mismatch { expected, actual, .. }) => {
                 return Err(format!(
                     "DIGEST MISMATCH: ferry small files, {name}: host sent {}, computed {}",

@@ -45,6 +45,10 @@ pub enum Outcome {
     },
     /// The digests differ; no file was created under the final name and the partial file is gone.
     Mismatch { expected: Md5Digest, actual: Md5Digest, size: u64 },
+    /// Nothing was downloaded: `dest` already existed with the size and the MD5 that the
+    /// host's listing gives for the file (see [`super::already_have`]). Only when not asked to
+    /// replace it ([`DownloadRequest::overwrite`]).
+    Identical { md5: Md5Digest, dest: PathBuf, size: u64 },
 }
 
 /// A file saved under another name than the one asked for, because the name rules in force
@@ -178,6 +182,11 @@ fn download_on(
     }
     let exists = fs::symlink_metadata(dest).is_ok();
     if !req.overwrite && exists {
+        // Maybe it is the very file: the host's listing may say its MD5.
+        if let Some(md5) = identical(conn, &req.path, dest, cancel)? {
+            let size = fs::metadata(dest).map_or(0, |m| m.len());
+            return Ok(Outcome::Identical { md5, dest: dest.clone(), size });
+        }
         return Err(ClientError::Exists(dest.clone()));
     }
     // On a disk where case matters, under rules where it does not (saving for Windows).
@@ -227,6 +236,27 @@ fn download_on(
                 return Err(ClientError::Protocol("the server refused a download from offset 0".into()));
             }
         }
+    }
+}
+
+/// The local MD5 of `dest` when the host lists `path` with that MD5 (and the same size). A
+/// host that lists nothing useful (an older host, a folder it refuses to list, a digest it has
+/// not computed yet) means "cannot tell": `None`.
+fn identical(
+    conn: &mut Connection,
+    path: &str,
+    dest: &Path,
+    cancel: &CancelToken,
+) -> Result<Option<Md5Digest>, ClientError> {
+    let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let listing = match conn.list(folder) {
+        Ok(l) => l,
+        Err(ClientError::Server(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match listing.entries.iter().find(|e| e.name == name) {
+        Some(entry) => super::already_have(dest, entry, cancel),
+        None => Ok(None),
     }
 }
 

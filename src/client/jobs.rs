@@ -1,6 +1,6 @@
 //! Client work on worker threads: each job reports [`ClientEvent`]s on one crossbeam channel
 //! and can be cancelled from any thread. A download job always ends with exactly one terminal
-//! event: `Verified`, `Mismatch`, `Failed` or `Cancelled`.
+//! event: `Verified`, `Mismatch`, `Identical`, `Failed` or `Cancelled`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +56,9 @@ pub enum EventKind {
     /// Terminal for an upload: the host's MD5 (`host`, when it said) differs from the one
     /// computed here (`sent`); the host kept nothing.
     UploadMismatch { sent: Md5Digest, host: Option<Md5Digest>, size: u64 },
+    /// Terminal: nothing was downloaded, the destination already holds the file (its MD5 is
+    /// the one the host lists; see [`super::already_have`]).
+    Identical { md5: Md5Digest, dest: PathBuf, size: u64 },
     /// Terminal: the job failed (for a browse session: it could not connect).
     Failed(ClientError),
     /// Terminal: cancelled; a download keeps its partial file for a later resume.
@@ -73,6 +76,7 @@ impl EventKind {
                 | EventKind::Mismatch { .. }
                 | EventKind::Uploaded { .. }
                 | EventKind::UploadMismatch { .. }
+                | EventKind::Identical { .. }
                 | EventKind::Failed(_)
                 | EventKind::Cancelled { .. }
                 | EventKind::Closed
@@ -261,6 +265,7 @@ fn run_download(
             EventKind::Verified { md5, dest, size, resumed_from, renamed }
         }
         Ok(Outcome::Mismatch { expected, actual, size }) => EventKind::Mismatch { expected, actual, size },
+        Ok(Outcome::Identical { md5, dest, size }) => EventKind::Identical { md5, dest, size },
         Err(ClientError::Cancelled) => EventKind::Cancelled { part: part.exists().then_some(part) },
         Err(_) if cancel.is_cancelled() => EventKind::Cancelled { part: part.exists().then_some(part) },
         Err(e) => EventKind::Failed(e),

@@ -14,6 +14,7 @@
 
 mod cancel;
 mod download;
+mod have;
 pub mod jobs;
 pub mod partial;
 mod upload;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use cancel::CancelToken;
 pub use download::{DownloadRequest, Outcome, Progress, Renamed, local_dest};
+pub use have::{already_have, local_md5};
 pub use jobs::{ClientEvent, EventKind, JobId};
 pub use partial::{PartialRecord, part_path, record_path};
 pub use upload::{UploadOutcome, UploadPlan, UploadRequest, plan_uploads};
@@ -496,6 +498,8 @@ impl Connection {
         match &outcome {
             Outcome::Verified { md5, .. } => self.send_verdict(&req.path, md5, true),
             Outcome::Mismatch { actual, .. } => self.send_verdict(&req.path, actual, false),
+            // Nothing was sent: nothing to confirm.
+            Outcome::Identical { .. } => {}
         }
         Ok(outcome)
     }

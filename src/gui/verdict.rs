@@ -75,23 +75,29 @@ pub enum Verdict {
     Verified(Md5Digest),
     /// They differ: the file was damaged in transit and not saved.
     Mismatch { expected: Md5Digest, actual: Md5Digest },
+    /// Nothing was downloaded: the file here already has the digest the host lists.
+    Identical(Md5Digest),
 }
 
 impl Verdict {
     pub fn is_ok(&self) -> bool {
-        matches!(self, Verdict::Verified(_))
+        matches!(self, Verdict::Verified(_) | Verdict::Identical(_))
     }
 
     /// (what the host sent, what was computed here)
     pub fn digests(&self) -> (Md5Digest, Md5Digest) {
         match *self {
-            Verdict::Verified(d) => (d, d),
+            Verdict::Verified(d) | Verdict::Identical(d) => (d, d),
             Verdict::Mismatch { expected, actual } => (expected, actual),
         }
     }
 
     pub fn headline(&self) -> &'static str {
-        if self.is_ok() { "MD5 verified" } else { "MD5 mismatch: file not saved" }
+        match self {
+            Verdict::Verified(_) => "MD5 verified",
+            Verdict::Mismatch { .. } => "MD5 mismatch: file not saved",
+            Verdict::Identical(_) => "Identical: already have it (MD5 matches)",
+        }
     }
 }
 
@@ -166,7 +172,8 @@ fn digest_job(ui: &Ui, digest: &Md5Digest, other: &Md5Digest, mark_differences: 
 /// The whole verdict: mark and headline, `detail` under it, both digests aligned with their
 /// fingerprints, and a button that copies `copy_text` (and says so).
 pub fn verdict_ui(ui: &mut Ui, id_salt: u64, verdict: &Verdict, detail: &str, copy_text: &str) {
-    verdict_ui_labelled(ui, id_salt, verdict, detail, copy_text, ("Host sent", "Computed here"));
+    let host = if matches!(verdict, Verdict::Identical(_)) { "Host lists" } else { "Host sent" };
+    verdict_ui_labelled(ui, id_salt, verdict, detail, copy_text, (host, "Computed here"));
 }
 
 /// [`verdict_ui`] with other names for the two digests (`expected`, `actual`): an upload's are

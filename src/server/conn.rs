@@ -378,7 +378,9 @@ fn serve(
 fn list(shared: &Shared, root: &Root, path: &str) -> Result<Vec<crate::protocol::message::Entry>, super::ResolveError> {
     let Some(indexer) = shared.indexer() else { return root.list(path) };
     let entries = root.list_with(path, &|key| indexer.index.get(key))?;
-    if entries.iter().any(|e| e.kind == crate::protocol::message::EntryKind::File && e.md5.is_none()) {
+    if shared.config.index != super::IndexMode::Off
+        && entries.iter().any(|e| e.kind == crate::protocol::message::EntryKind::File && e.md5.is_none())
+    {
         indexer.listed(path);
     }
     Ok(entries)

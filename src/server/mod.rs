@@ -97,9 +97,22 @@ pub struct ServerConfig {
     /// The folder that keeps the digest index ([`index`]): `None` for ferry's cache folder
     /// ([`index::cache_dir`], `index/` in it). Without any, digests are kept for this run only.
     pub index_dir: Option<PathBuf>,
-    /// Hash every file of the hosted folder in the background once hosting starts (not only
-    /// the files of folders that clients list), so first downloads are warm too.
-    pub index_at_start: bool,
+    /// What the host hashes ahead of downloads ([`IndexMode::Whole`] by default).
+    pub index: IndexMode,
+}
+
+/// What a host hashes in the background, ahead of any download, into its digest index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IndexMode {
+    /// The whole hosted folder once hosting starts, and the folders clients list: first
+    /// downloads are warm.
+    #[default]
+    Whole,
+    /// Only the folders clients list.
+    Listed,
+    /// Nothing ahead, and nothing kept on disk: a file's digest is learned when it is first
+    /// sent (that download is cold) and remembered for this run only.
+    Off,
 }
 
 impl ServerConfig {
@@ -118,7 +131,7 @@ impl ServerConfig {
             upload_folder: None,
             upload_names: Os::current(),
             index_dir: None,
-            index_at_start: true,
+            index: IndexMode::Whole,
         }
     }
 }
@@ -528,7 +541,7 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
         sink.send(ServerEvent::IndexProblem { error });
     }
     let index_worker = {
-        let (root, sink, whole) = (root.clone(), sink.clone(), shared.config.index_at_start);
+        let (root, sink, whole) = (root.clone(), sink.clone(), shared.config.index == IndexMode::Whole);
         thread::Builder::new()
             .name("ferry-index".into())
             .spawn(move || index::worker::run(&indexer, &root, &sink, whole))
@@ -605,7 +618,10 @@ fn accept_main(shared: Arc<Shared>, local_addr: Arc<Mutex<Option<SocketAddr>>>) 
 /// The digest index of the hosted folder `root`, loaded from the configured folder (or the
 /// cache folder), or kept in memory when there is none, and why a stored one was not used.
 fn open_index(config: &ServerConfig, root: &std::path::Path) -> (Arc<index::worker::Indexer>, Option<String>) {
-    let dir = config.index_dir.clone().or_else(|| index::cache_dir().map(|d| d.join("index")));
+    let dir = match config.index {
+        IndexMode::Off => None,
+        _ => config.index_dir.clone().or_else(|| index::cache_dir().map(|d| d.join("index"))),
+    };
     let (index, problem) = match dir {
         Some(dir) => index::DigestIndex::open(index::index_path(&dir, root)),
         None => (index::DigestIndex::memory(), None),

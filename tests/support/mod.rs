@@ -76,7 +76,7 @@ impl TestServer {
         config.identity = Some(test_identity());
         // Hashing whole test folders at start would only load the machine: the tests of the
         // digest index ask for it.
-        config.index_at_start = false;
+        config.index = ferry::server::IndexMode::Listed;
         tweak(&mut config);
         let (server, events) = Server::spawn(config, None);
         let addr = loop {

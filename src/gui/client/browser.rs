@@ -429,9 +429,24 @@ fn save_bar_ui(ui: &mut Ui, listing: &Listing, save_as: &mut String, dialog_open
             Some(entry) if check_local_name(&entry.name).is_err() => {
                 ui.colored_label(verdict::bad_text(ui), "This name cannot be used on this machine: type another one.");
             }
+            Some(entry) if entry.digest().is_some() => {
+                expected_md5_ui(ui, entry);
+            }
             _ => {
                 ui.weak("Select a file, then Download (or double-click it, or press Enter). Double-click or Enter opens a folder.");
             }
         }
+    });
+}
+
+/// The MD5 the host lists for the selected file (from its digest index), before any byte is
+/// downloaded: the digest and its colours, which the verdict will show again.
+fn expected_md5_ui(ui: &mut Ui, entry: &crate::protocol::message::Entry) {
+    let Some(md5) = entry.digest() else { return };
+    ui.horizontal(|ui| {
+        ui.label("Expected MD5");
+        ui.label(RichText::new(crate::gui::format::grouped_hex(&crate::protocol::hex(&md5))).monospace().strong());
+        verdict::fingerprint_ui(ui, &md5, 14.0);
+        ui.weak("(as the host lists it; the download is checked against what it sends)");
     });
 }

@@ -138,6 +138,8 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
                     }
                     (detail, hex(md5))
                 }
+                // Uploads are never skipped as identical.
+                Verdict::Identical(md5) => (String::new(), hex(md5)),
                 Verdict::Mismatch { expected, actual } => (
                     format!(
                         "The {} that reached the host differ from what was sent, so the host kept nothing. Upload it again.",
@@ -157,6 +159,14 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
                     }
                     (detail, hex(md5))
                 }
+                Verdict::Identical(md5) => (
+                    format!(
+                        "Nothing downloaded: {} ({}) already has the MD5 the host lists for this file.",
+                        d.dest.display(),
+                        format::size(*size)
+                    ),
+                    hex(md5),
+                ),
                 Verdict::Mismatch { expected, actual } => (
                     format!(
                         "The {} that arrived differ from what the host sent, so nothing was saved. Download it again.",

@@ -215,6 +215,12 @@ impl Transfers {
                 d.total = size;
                 d.phase = Phase::Done { verdict: Verdict::Verified(md5), size, resumed_from };
             }
+            EventKind::Identical { md5, dest, size } => {
+                d.dest = dest;
+                d.done = 0;
+                d.total = size;
+                d.phase = Phase::Done { verdict: Verdict::Identical(md5), size, resumed_from: 0 };
+            }
             EventKind::Mismatch { expected, actual, size } => {
                 d.phase = Phase::Done { verdict: Verdict::Mismatch { expected, actual }, size, resumed_from: 0 };
             }
