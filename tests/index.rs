@@ -82,6 +82,7 @@ fn a_restarted_host_lists_and_sends_an_indexed_file_warm_at_once() {
     });
     let done = indexed(&first);
     assert_eq!((done.files_done, done.bytes_done), (1, big.len() as u64), "{done:?}");
+    assert_eq!(fs::read_dir(cache.path()).unwrap().count(), 1, "written before it says it is done");
     first.stop();
     let files: Vec<_> = fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(files.len(), 1, "one index file, no temporary left: {files:?}");

@@ -58,6 +58,8 @@ fn sixty_four_clients_in_a_loop_then_back_to_idle() {
     // All 64 clients come from this one machine: lift the per-address cap to the client cap.
     let mut server = ServeProcess::start(share.path(), &["--max-per-address", "64"]);
     let (pid, addr) = (server.pid(), server.addr.clone());
+    // The host indexes its folder first and then holds its index file open: part of idle.
+    server.stdout.wait_for(Duration::from_secs(30), |l| l.contains(" indexed "));
     // Idle means after a client has come and gone: anything the server starts lazily has
     // started, and the connection's socket and thread are gone again (the thread reports the
     // disconnection just before it ends, so wait for the thread itself too).

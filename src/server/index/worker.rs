@@ -2,7 +2,8 @@
 //! of every folder a client lists (and, when asked, of the whole hosted folder once hosting
 //! starts) into the [`DigestIndex`], so that their first download is already warm.
 //!
-//! It never competes with a transfer: before each 1 MiB it waits until no file is being sent.
+//! The files of a folder a client lists go ahead of the start-up walk's. It never competes
+//! with a transfer: before each 1 MiB it waits until no file is being sent.
 //! Its memory is bounded: at most [`MAX_FILES`] files and [`MAX_FOLDERS`] folders wait at once
 //! (a bigger folder is taken up again once those are done; files already indexed are then
 //! skipped). It reports [`IndexProgress`] at most a few times a second, and once more when it
@@ -201,11 +202,14 @@ pub fn run(indexer: &Indexer, root: &Root, sink: &Sink<ServerEvent>, whole_folde
             Next::Walk(path) => w.expand(&path, true),
             Next::File(p) => w.hash(p),
             Next::Idle => {
-                if !w.reported_idle {
-                    w.report(true);
-                }
-                if indexer.index.flush_due(false) {
+                // Done for now: what was learned is written before it is said (at once, not
+                // after the usual pause), so "indexed" means "on disk".
+                let finishing = !w.reported_idle;
+                if indexer.index.flush_due(finishing) {
                     flush(indexer, sink);
+                }
+                if finishing {
+                    w.report(true);
                 }
                 let work = indexer.work();
                 if work.listed.is_empty() && !indexer.is_stopping() {
@@ -260,6 +264,8 @@ impl Worker<'_> {
         let Ok(entries) = self.root.list_with(path, &|key| index.get(key)) else { return };
         let folder: Arc<str> = Arc::from(path);
         let mut added = 0;
+        // A folder a client is looking at goes first; the start-up walk queues behind.
+        let mut listed = Vec::new();
         for e in entries {
             match e.kind {
                 EntryKind::Dir if walk && self.walk.len() < MAX_FOLDERS => {
@@ -267,7 +273,7 @@ impl Worker<'_> {
                     self.progress.folders_left += 1;
                 }
                 EntryKind::File if e.md5.is_none() => {
-                    if self.files.len() >= MAX_FILES {
+                    if self.files.len() + listed.len() >= MAX_FILES {
                         // Taken up again later; what is hashed by then is skipped.
                         if self.walk.len() < MAX_FOLDERS {
                             self.walk.push_back(path.to_string());
@@ -276,13 +282,21 @@ impl Worker<'_> {
                         break;
                     }
                     let size = e.size.unwrap_or(0);
-                    self.files.push_back(Pending { folder: folder.clone(), name: e.name, size });
+                    let pending = Pending { folder: folder.clone(), name: e.name, size };
+                    if walk {
+                        self.files.push_back(pending);
+                    } else {
+                        listed.push(pending);
+                    }
                     self.progress.files_left += 1;
                     self.progress.bytes_left += size;
                     added += 1;
                 }
                 _ => {}
             }
+        }
+        for pending in listed.into_iter().rev() {
+            self.files.push_front(pending);
         }
         if added > 0 {
             self.expanded.insert(folder, added);
@@ -352,13 +366,14 @@ impl Worker<'_> {
         (done == size).then(|| data::finish(hasher))
     }
 
-    /// Sends progress when due (or `now`).
+    /// Sends progress when due (or `now`). "Nothing left" is said only by the idle loop (with
+    /// `now`), once, after what was learned is written.
     fn report(&mut self, now: bool) {
         let idle = self.progress.idle();
-        if !now && !idle && self.last_report.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+        if idle && (!now || self.reported_idle) {
             return;
         }
-        if idle && self.reported_idle {
+        if !now && self.last_report.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
             return;
         }
         self.progress.known = self.indexer.index.len();
