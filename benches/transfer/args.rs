@@ -12,7 +12,7 @@ use crate::{GIB, KIB, MIB};
 #[command(
     name = "transfer",
     about = "ferry against the MD5 limit, a plain `nc` pipe and an HTTP peer, on this machine over 127.0.0.1",
-    override_usage = "cargo bench --bench transfer -- [--size SIZE] [--runs N] [--files N] [--file-size SIZE] [--dir DIR]",
+    override_usage = "cargo bench --bench transfer -- [--size SIZE] [--runs N] [--files N] [--file-size SIZE] [--index-files N] [--dir DIR]",
     after_help = "quick run (< 1 minute after the build): cargo bench --bench transfer -- --size 64MiB --runs 3 --files 500"
 )]
 struct Args {
@@ -25,6 +25,9 @@ struct Args {
     /// The many-small-files test: how many files (default 2000)
     #[arg(long, value_name = "N", value_parser = parse_count)]
     files: Option<usize>,
+    /// The digest index's memory test: how many files the host indexes (default 100000)
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    index_files: Option<usize>,
     /// ... and how big each (default 4KiB)
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     file_size: Option<u64>,
@@ -44,6 +47,7 @@ pub struct Options {
     pub runs: usize,
     pub files: usize,
     pub file_size: u64,
+    pub index_files: usize,
     pub dir: Option<PathBuf>,
     /// Run by `cargo bench` (it passes `--bench`); otherwise a smoke test that installs nothing.
     pub bench_mode: bool,
@@ -65,6 +69,7 @@ impl Options {
             runs: args.runs.unwrap_or(d_runs),
             files: args.files.unwrap_or(d_files),
             file_size: args.file_size.unwrap_or(4 * KIB),
+            index_files: args.index_files.unwrap_or(if args.bench { 100_000 } else { 2000 }),
             dir: args.dir,
             bench_mode: args.bench,
             argv,
@@ -79,6 +84,9 @@ impl Options {
             self.runs,
             self.files
         );
+        if self.index_files != 100_000 {
+            let _ = write!(c, " --index-files {}", self.index_files);
+        }
         if self.file_size != 4 * KIB {
             let _ = write!(c, " --file-size {}", size_arg(self.file_size));
         }

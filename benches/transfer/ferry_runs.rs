@@ -11,7 +11,7 @@ use ferry::protocol::message::EntryKind;
 
 use crate::files::{check_copies, fresh_dir, remove_file_if_any};
 use crate::measure::{RssSampler, vm_hwm_kib};
-use crate::procs::{Drain, Proc, Watchdog, describe_failure, digest_of, wait_listening};
+use crate::procs::{Drain, Proc, Watchdog, cpu_secs, describe_failure, digest_of, wait_listening};
 use crate::{Bench, Result, secs_limit};
 
 /// The `ferry` binary of this build.
@@ -52,15 +52,8 @@ impl Wire {
 
 impl Bench<'_> {
     /// One timed `ferry get ADDR NAME -o DEST --force`; checks the printed digest (and, when
-    /// `check_bytes`, the file itself with md5sum, untimed). Returns (MB/s, client peak RSS).
-    pub fn ferry_get(
-        &mut self,
-        what: &str,
-        wire: Wire,
-        addr: &str,
-        dest: &Path,
-        check_bytes: bool,
-    ) -> Result<(f64, u64)> {
+    /// `check_bytes`, the file itself with md5sum, untimed).
+    pub fn ferry_get(&mut self, what: &str, wire: Wire, addr: &str, dest: &Path, check_bytes: bool) -> Result<GetRun> {
         remove_file_if_any(dest)?;
         let start = Instant::now();
         let mut get = Proc::spawn(
@@ -101,21 +94,137 @@ impl Bench<'_> {
             self.check_digest(&format!("{what} (md5sum of the saved file)"), &t.digest)?;
         }
         remove_file_if_any(dest)?;
-        Ok((self.mbps(secs), peak_kib))
+        Ok(GetRun { mbps: self.mbps(secs), peak_kib, cpu_secs: exit.cpu_secs })
     }
 
-    pub fn run_ferry_cold(&mut self, wire: Wire, first: bool) -> Result<f64> {
+    /// One timed get from `server`, with the CPU both processes spent on it, per GiB.
+    pub fn ferry_get_from(&mut self, what: &str, server: &FerryServer, dest: &Path, check: bool) -> Result<Run> {
+        let before = server.cpu_secs()?;
+        let get = self.ferry_get(what, server.wire, &server.addr, dest, check)?;
+        let host = server.cpu_secs()? - before;
+        let gib = self.opts.size as f64 / (1u64 << 30) as f64;
+        Ok(Run { mbps: get.mbps, client_kib: get.peak_kib, cpu_per_gib: (host + get.cpu_secs) / gib })
+    }
+
+    /// A fresh `ferry serve --index off` (nothing hashed ahead, nothing kept: a host that never
+    /// saw the file), one get.
+    pub fn run_ferry_cold(&mut self, wire: Wire, first: bool) -> Result<Run> {
         let server = FerryServer::start(&self.work, wire)?;
-        let addr = server.addr.clone();
         let what = format!("ferry cold ({})", wire.label());
-        let (mbps, client_kib) = self.ferry_get(&what, wire, &addr, &self.dl.join("ferry-cold.bin"), first)?;
-        self.client_peak_kib = self.client_peak_kib.max(client_kib);
+        let run = self.ferry_get_from(&what, &server, &self.dl.join("ferry-cold.bin"), first)?;
+        self.client_peak_kib = self.client_peak_kib.max(run.client_kib);
         self.server_peak_kib = self.server_peak_kib.max(server.peak_rss_kib().unwrap_or(0));
         if let Err(e) = server.stop() {
             self.problems.push(e);
         }
-        Ok(mbps)
+        Ok(run)
     }
+
+    /// Makes the folders the indexed rows host, one per run: each holds the big file under a
+    /// hard link (a name no host saw). All are made before the warm servers are primed and
+    /// removed after their last get, since making or removing a link changes the file's
+    /// change time, which would make a warm server's remembered digest stale.
+    pub fn make_hosted_folders(&self, runs: usize) -> Result<Vec<std::path::PathBuf>> {
+        (1..=runs)
+            .map(|r| {
+                let hosted = self.work.join(format!("hosted-{r}"));
+                fresh_dir(&hosted)?;
+                fs::hard_link(&self.big, hosted.join(&self.big_name))
+                    .map_err(|e| format!("cannot link the big file into {}: {e}", hosted.display()))?;
+                Ok(hosted)
+            })
+            .collect()
+    }
+
+    /// A fresh `ferry serve` (`--index whole`, an empty cache folder) of `hosted`, a folder
+    /// holding only the big file; once it logs that it has indexed it, one get: the first
+    /// download from a folder hosted a few seconds ago. Returns the run, the seconds from
+    /// starting the host to the get, and the CPU seconds per GiB the indexing cost the host.
+    pub fn run_ferry_indexed(&mut self, wire: Wire, hosted: &Path) -> Result<(Run, f64, f64)> {
+        let cache = self.work.join("cache-indexed");
+        fresh_dir(&cache)?;
+        let started = Instant::now();
+        let server = FerryServer::start_with(hosted, wire, "whole", Some(&cache))?;
+        let indexed = server.wait_for_line(" indexed ", secs_limit(self.opts.size))?;
+        if !indexed.contains("indexed 1 files") {
+            return Err(format!("ferry indexed: expected one file indexed, the host said {indexed:?}"));
+        }
+        let index_cpu = server.cpu_secs()?;
+        let after = started.elapsed().as_secs_f64();
+        let gib = self.opts.size as f64 / (1u64 << 30) as f64;
+        let what = format!("ferry indexed ({})", wire.label());
+        let run = self.ferry_get_from(&what, &server, &self.dl.join("ferry-indexed.bin"), false)?;
+        self.client_peak_kib = self.client_peak_kib.max(run.client_kib);
+        self.server_peak_indexed_kib = self.server_peak_indexed_kib.max(server.peak_rss_kib().unwrap_or(0));
+        if let Err(e) = server.stop() {
+            self.problems.push(e);
+        }
+        let _ = fs::remove_dir_all(&cache);
+        Ok((run, after, index_cpu / gib))
+    }
+
+    /// Peak RSS of a host whose index holds `files` digests: a folder of that many small files
+    /// (in folders of 1,000), indexed from the start; then a second host over the same folder,
+    /// with the index on disk, lists one folder (all its digests known) and sends one file.
+    /// Returns (files indexed a second, peak RSS of the indexing host, of the restarted one).
+    pub fn index_rss(&mut self, files: usize) -> Result<(f64, u64, u64)> {
+        let many = self.work.join("many");
+        let cache = self.work.join("cache-many");
+        fresh_dir(&many)?;
+        fresh_dir(&cache)?;
+        for i in 0..files {
+            let dir = many.join(format!("d{:03}", i / 1000));
+            if i % 1000 == 0 {
+                fs::create_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+            }
+            fs::write(dir.join(format!("f{i:06}")), i.to_le_bytes()).map_err(|e| format!("cannot write: {e}"))?;
+        }
+        let start = Instant::now();
+        let first = FerryServer::start_with(&many, Wire::Tls, "whole", Some(&cache))?;
+        let line = first.wait_for_line(" indexed ", Duration::from_secs(600))?;
+        let per_sec = files as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        if !line.contains(&format!("indexed {files} files")) {
+            return Err(format!("index RSS: expected {files} files indexed, the host said {line:?}"));
+        }
+        let first_kib = first.peak_rss_kib().unwrap_or(0);
+        first.stop()?;
+        let second = FerryServer::start_with(&many, Wire::Tls, "listed", Some(&cache))?;
+        let mut conn = Connection::connect(&second.addr, &ConnectOptions::default())
+            .map_err(|e| format!("index RSS: connect: {e}"))?;
+        let listing = conn.list("d000").map_err(|e| format!("index RSS: list: {e}"))?;
+        let known = listing.entries.iter().filter(|e| e.md5.is_some()).count();
+        if known != listing.entries.len() || known == 0 {
+            return Err(format!("index RSS: the restarted host knew {known} of {} digests", listing.entries.len()));
+        }
+        let dest = self.work.join("many-one.bin");
+        let req = DownloadRequest { path: "d000/f000000".into(), dest: dest.clone(), overwrite: true };
+        match conn.download(&req, &CancelToken::new(), &mut |_| {}) {
+            Ok(Outcome::Verified { .. }) => {}
+            other => return Err(format!("index RSS: get from the restarted host: {other:?}")),
+        }
+        drop(conn);
+        let second_kib = second.peak_rss_kib().unwrap_or(0);
+        second.stop()?;
+        let _ = fs::remove_dir_all(&many);
+        let _ = fs::remove_dir_all(&cache);
+        let _ = fs::remove_file(&dest);
+        Ok((per_sec, first_kib, second_kib))
+    }
+}
+
+/// One `ferry get`: MB/s, its peak RSS (KiB) and its CPU seconds.
+pub struct GetRun {
+    pub mbps: f64,
+    pub peak_kib: u64,
+    pub cpu_secs: f64,
+}
+
+/// One ferry row's run: MB/s, the client's peak RSS (KiB), and the CPU seconds per GiB both
+/// processes spent on the transfer.
+pub struct Run {
+    pub mbps: f64,
+    pub client_kib: u64,
+    pub cpu_per_gib: f64,
 }
 
 /// A `ferry serve DIR --bind 127.0.0.1:0` process; its stdout is drained (it logs every
@@ -123,17 +232,29 @@ impl Bench<'_> {
 pub struct FerryServer {
     proc: Proc,
     pub addr: String,
+    pub wire: Wire,
     stdout: Option<Drain>,
     stderr: Option<Drain>,
 }
 
 impl FerryServer {
+    /// `ferry serve DIR --index off`: no background hashing to disturb the other rows, and no
+    /// index kept from an earlier run.
     pub fn start(dir: &Path, wire: Wire) -> Result<FerryServer> {
+        Self::start_with(dir, wire, "off", None)
+    }
+
+    /// `ferry serve DIR --index INDEX`, its index kept in `cache` (FERRY_CACHE_DIR) if given.
+    pub fn start_with(dir: &Path, wire: Wire, index: &str, cache: Option<&Path>) -> Result<FerryServer> {
+        let mut command = ferry_command();
+        if let Some(cache) = cache {
+            command.env("FERRY_CACHE_DIR", cache);
+        }
         let mut proc = Proc::spawn(
-            ferry_command()
+            command
                 .arg("serve")
                 .arg(dir)
-                .args(["--bind", "127.0.0.1:0"])
+                .args(["--bind", "127.0.0.1:0", "--index", index])
                 .args(wire.args())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -161,11 +282,31 @@ impl FerryServer {
             .to_string();
         let port: u16 = addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
         wait_listening(&mut proc, port, Some(&stderr))?;
-        Ok(FerryServer { proc, addr, stdout: Some(stdout), stderr: Some(stderr) })
+        Ok(FerryServer { proc, addr, wire, stdout: Some(stdout), stderr: Some(stderr) })
     }
 
     pub fn peak_rss_kib(&self) -> Option<u64> {
         vm_hwm_kib(self.proc.pid())
+    }
+
+    /// CPU seconds the host has used so far.
+    pub fn cpu_secs(&self) -> Result<f64> {
+        cpu_secs(self.proc.pid()).ok_or_else(|| "cannot read ferry serve's CPU time".to_string())
+    }
+
+    /// Waits until the host logs a line containing `needle` (it keeps logging meanwhile).
+    pub fn wait_for_line(&self, needle: &str, limit: Duration) -> Result<String> {
+        let deadline = Instant::now() + limit;
+        let stdout = self.stdout.as_ref().expect("drained until stopped");
+        loop {
+            if let Some(line) = stdout.text().lines().rev().find(|l| l.contains(needle)) {
+                return Ok(line.to_string());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("ferry serve did not log {needle:?} within {limit:?}: {}", stdout.text()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Ctrl-C (SIGINT), as a user would; ferry must exit 0 promptly. Err is a problem to report.

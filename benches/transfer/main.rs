@@ -122,6 +122,7 @@ struct Bench<'a> {
     client_peak_kib: u64,
     server_peak_warm_kib: u64,
     client_peak_warm_kib: u64,
+    server_peak_indexed_kib: u64,
 }
 
 /// A timed run's outcome: seconds and the digest the command printed.
@@ -165,6 +166,24 @@ struct Rows {
     warm: Series,
     cold_plain: Series,
     warm_plain: Series,
+    /// The first download from a folder hosted (and indexed) a few seconds before.
+    indexed: Series,
+    indexed_plain: Series,
+    /// Seconds from starting that host to the get, per run.
+    indexed_after: Series,
+    /// CPU seconds per GiB, both processes, per ferry row.
+    cpu_cold: Series,
+    cpu_warm: Series,
+    cpu_cold_plain: Series,
+    cpu_warm_plain: Series,
+    cpu_indexed: Series,
+    cpu_indexed_plain: Series,
+    /// CPU seconds per GiB the host spent indexing before the indexed rows' get.
+    cpu_index: Series,
+    /// The index memory test: files indexed a second, peak RSS (KiB) of the indexing host
+    /// and of a restarted host with the index on disk.
+    index_files_per_sec: Option<f64>,
+    index_rss_kib: (u64, u64),
     small_ferry: Series,
     small_plain: Series,
     small_curl: Series,
@@ -265,6 +284,7 @@ fn run(opts: &Options) -> Result<Vec<String>> {
         client_peak_kib: 0,
         server_peak_warm_kib: 0,
         client_peak_warm_kib: 0,
+        server_peak_indexed_kib: 0,
     };
     let mut rows = Rows {
         md5sum: Series::default(),
@@ -275,6 +295,18 @@ fn run(opts: &Options) -> Result<Vec<String>> {
         warm: Series::default(),
         cold_plain: Series::default(),
         warm_plain: Series::default(),
+        indexed: Series::default(),
+        indexed_plain: Series::default(),
+        indexed_after: Series::default(),
+        cpu_cold: Series::default(),
+        cpu_warm: Series::default(),
+        cpu_cold_plain: Series::default(),
+        cpu_warm_plain: Series::default(),
+        cpu_indexed: Series::default(),
+        cpu_indexed_plain: Series::default(),
+        cpu_index: Series::default(),
+        index_files_per_sec: None,
+        index_rss_kib: (0, 0),
         small_ferry: Series::default(),
         small_plain: Series::default(),
         small_curl: Series::default(),
@@ -297,22 +329,23 @@ fn run(opts: &Options) -> Result<Vec<String>> {
     let reference = bench.md5sum(&big)?;
     bench.reference = Some(reference.digest.clone());
     say(format!("md5 of the big file: {}", reference.digest));
+    // Two folders per round for rows 6 and 6p, each a new name for the big file.
+    let hosted = bench.make_hosted_folders(2 * opts.runs)?;
     let warm_server = FerryServer::start(&work, Wire::Tls)?;
     let warm_addr = warm_server.addr.clone();
-    let (prime_mbps, prime_kib) =
-        bench.ferry_get("ferry warm (priming get)", Wire::Tls, &warm_addr, &dl.join("ferry-warm.bin"), true)?;
-    bench.client_peak_warm_kib = prime_kib;
-    say(format!("warm server at {warm_addr}, primed with one get ({} MB/s, untimed)", num(prime_mbps)));
+    let prime = bench.ferry_get("ferry warm (priming get)", Wire::Tls, &warm_addr, &dl.join("ferry-warm.bin"), true)?;
+    bench.client_peak_warm_kib = prime.peak_kib;
+    say(format!("warm server at {warm_addr}, primed with one get ({} MB/s, untimed)", num(prime.mbps)));
     let warm_plain_server = FerryServer::start(&work, Wire::Plain)?;
     let warm_plain_addr = warm_plain_server.addr.clone();
-    let (prime_mbps, _) = bench.ferry_get(
+    let prime = bench.ferry_get(
         "ferry warm plain (priming get)",
         Wire::Plain,
         &warm_plain_addr,
         &dl.join("ferry-warm.bin"),
         false,
     )?;
-    say(format!("warm --plain server at {warm_plain_addr}, primed with one get ({} MB/s, untimed)", num(prime_mbps)));
+    say(format!("warm --plain server at {warm_plain_addr}, primed with one get ({} MB/s, untimed)", num(prime.mbps)));
 
     let note = |label: &str, r: usize, v: f64, unit: &str| {
         say(format!("  [{r}/{}] {label:<40} {:>8} {unit}", opts.runs, num(v)));
@@ -335,20 +368,35 @@ fn run(opts: &Options) -> Result<Vec<String>> {
             rows.curl_disk.samples.push(v);
             note("http.server -> curl -o DEST; md5sum DEST", r, v, "MB/s");
         }
-        let v = bench.run_ferry_cold(Wire::Tls, r == 1)?;
-        rows.cold.samples.push(v);
-        note("ferry cold (fresh serve, get, verified)", r, v, "MB/s");
-        let (v, kib) = bench.ferry_get("ferry warm", Wire::Tls, &warm_addr, &dl.join("ferry-warm.bin"), false)?;
-        bench.client_peak_warm_kib = bench.client_peak_warm_kib.max(kib);
-        rows.warm.samples.push(v);
-        note("ferry warm (same server again)", r, v, "MB/s");
-        let v = bench.run_ferry_cold(Wire::Plain, false)?;
-        rows.cold_plain.samples.push(v);
-        note("ferry cold --plain", r, v, "MB/s");
-        let (v, _) =
-            bench.ferry_get("ferry warm plain", Wire::Plain, &warm_plain_addr, &dl.join("ferry-warm.bin"), false)?;
-        rows.warm_plain.samples.push(v);
-        note("ferry warm --plain", r, v, "MB/s");
+        let run = bench.run_ferry_cold(Wire::Tls, r == 1)?;
+        rows.cold.samples.push(run.mbps);
+        rows.cpu_cold.samples.push(run.cpu_per_gib);
+        note("ferry cold (fresh serve, get, verified)", r, run.mbps, "MB/s");
+        let run = bench.ferry_get_from("ferry warm", &warm_server, &dl.join("ferry-warm.bin"), false)?;
+        bench.client_peak_warm_kib = bench.client_peak_warm_kib.max(run.client_kib);
+        rows.warm.samples.push(run.mbps);
+        rows.cpu_warm.samples.push(run.cpu_per_gib);
+        note("ferry warm (same server again)", r, run.mbps, "MB/s");
+        let (run, after, index_cpu) = bench.run_ferry_indexed(Wire::Tls, &hosted[2 * r - 2])?;
+        rows.indexed.samples.push(run.mbps);
+        rows.indexed_after.samples.push(after);
+        rows.cpu_indexed.samples.push(run.cpu_per_gib);
+        rows.cpu_index.samples.push(index_cpu);
+        note(&format!("ferry first get, hosted {after:.1} s ago"), r, run.mbps, "MB/s");
+        let run = bench.run_ferry_cold(Wire::Plain, false)?;
+        rows.cold_plain.samples.push(run.mbps);
+        rows.cpu_cold_plain.samples.push(run.cpu_per_gib);
+        note("ferry cold --plain", r, run.mbps, "MB/s");
+        let run = bench.ferry_get_from("ferry warm plain", &warm_plain_server, &dl.join("ferry-warm.bin"), false)?;
+        rows.warm_plain.samples.push(run.mbps);
+        rows.cpu_warm_plain.samples.push(run.cpu_per_gib);
+        note("ferry warm --plain", r, run.mbps, "MB/s");
+        let (run, after, index_cpu) = bench.run_ferry_indexed(Wire::Plain, &hosted[2 * r - 1])?;
+        rows.indexed_plain.samples.push(run.mbps);
+        rows.indexed_after.samples.push(after);
+        rows.cpu_indexed_plain.samples.push(run.cpu_per_gib);
+        rows.cpu_index.samples.push(index_cpu);
+        note(&format!("ferry first get --plain, hosted {after:.1} s ago"), r, run.mbps, "MB/s");
     }
     bench.server_peak_warm_kib = warm_server.peak_rss_kib().unwrap_or(0);
     for server in [warm_server, warm_plain_server] {
@@ -356,6 +404,20 @@ fn run(opts: &Options) -> Result<Vec<String>> {
             bench.problems.push(e);
         }
     }
+    for dir in hosted {
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    say(format!("digest index: {} files indexed by one host, then a restarted host lists and sends", opts.index_files));
+    let (per_sec, first_kib, second_kib) = bench.index_rss(opts.index_files)?;
+    rows.index_files_per_sec = Some(per_sec);
+    rows.index_rss_kib = (first_kib, second_kib);
+    say(format!(
+        "  {} files/s indexed; peak RSS {} while indexing, {} restarted with the index",
+        num(per_sec),
+        report::mib(first_kib),
+        report::mib(second_kib)
+    ));
 
     let curl_cfg = work.join("curl-small.cfg");
     for r in 1..=opts.runs {

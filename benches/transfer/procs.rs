@@ -47,6 +47,8 @@ pub struct Proc {
 /// until exec and exec records the old memory's high-water mark. See [`RssSampler`].)
 pub struct Exit {
     pub status: ExitStatus,
+    /// CPU seconds the child used (user + system), from `wait4`'s accounting.
+    pub cpu_secs: f64,
 }
 
 impl Proc {
@@ -99,8 +101,9 @@ impl Proc {
         let mut lock = live();
         lock.retain(|&p| p != pid);
         let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let r = loop {
-            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
             if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
@@ -111,7 +114,9 @@ impl Proc {
         if r == -1 {
             return Err(format!("reaping {}: {}", self.name, std::io::Error::last_os_error()));
         }
-        Ok(Some(Exit { status: ExitStatus::from_raw(status) }))
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        let cpu_secs = secs(usage.ru_utime) + secs(usage.ru_stime);
+        Ok(Some(Exit { status: ExitStatus::from_raw(status), cpu_secs }))
     }
 
     pub fn wait(&mut self) -> Result<Exit> {
@@ -226,6 +231,18 @@ impl Drain {
         }
         self.text()
     }
+}
+
+/// CPU seconds (user + system) a running process has used so far, from /proc/PID/stat.
+pub fn cpu_secs(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses: utime is the 14th
+    // field of the line, stime the 15th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks.max(1.0))
 }
 
 /// A command's result, for error messages.

@@ -87,46 +87,100 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
         if opts.runs == 1 { "" } else { "s" }
     );
     let _ = writeln!(s);
-    let _ = writeln!(s, "| # | what | MB/s median | min | max | ferry cold vs this | ferry warm vs this |");
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
-    let big_rows: [(&str, &str, &Series, bool); 8] = [
-        ("1", "`md5sum FILE` (the hash limit, one core)", &rows.md5sum, true),
-        ("2", "`nc -l \\| md5sum` fed by `nc -N < FILE`", &rows.nc, true),
-        ("3a", "`python3 -m http.server` → `curl \\| md5sum`", &rows.curl_pipe, true),
-        ("3b", "`python3 -m http.server` → `curl -o DEST`, then `md5sum DEST`", &rows.curl_disk, true),
+    let _ = writeln!(
+        s,
+        "| # | what | MB/s median | min | max | ferry cold vs this | ferry warm vs this | ferry first get (row 6) vs this | CPU s/GiB, both ends |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let after = rows.indexed_after.median().map_or("N".to_string(), |a| format!("{:.0}", a.ceil()));
+    let indexed_tls = format!(
+        "**ferry, first download from a folder hosted {after} s ago**: fresh `ferry serve` (it indexes the folder in the background), then `ferry get`, verified (TLS 1.3)"
+    );
+    let indexed_plain = format!("the same, `--plain` on both sides (hosted {after} s ago; `sendfile`)");
+    let big_rows: [(&str, &str, &Series, Option<&Series>); 10] = [
+        ("1", "`md5sum FILE` (the hash limit, one core)", &rows.md5sum, None),
+        ("2", "`nc -l \\| md5sum` fed by `nc -N < FILE`", &rows.nc, None),
+        ("3a", "`python3 -m http.server` → `curl \\| md5sum`", &rows.curl_pipe, None),
+        ("3b", "`python3 -m http.server` → `curl -o DEST`, then `md5sum DEST`", &rows.curl_disk, None),
         (
             "4",
-            "**ferry cold**: fresh `ferry serve`, `ferry get -o DEST --force`, verified (TLS 1.3)",
+            "**ferry cold**: fresh `ferry serve --index off` (a file it never saw), `ferry get -o DEST --force`, verified (TLS 1.3)",
             &rows.cold,
-            false,
+            Some(&rows.cpu_cold),
         ),
-        ("5", "**ferry warm**: the same file again from the same server (TLS 1.3)", &rows.warm, false),
-        ("4p", "ferry cold, `--plain` on both sides (version 1, no encryption)", &rows.cold_plain, true),
-        ("5p", "ferry warm, `--plain` on both sides (version 1, `sendfile`)", &rows.warm_plain, true),
+        ("5", "**ferry warm**: the same file again from the same server (TLS 1.3)", &rows.warm, Some(&rows.cpu_warm)),
+        ("6", &indexed_tls, &rows.indexed, Some(&rows.cpu_indexed)),
+        (
+            "4p",
+            "ferry cold, `--plain` on both sides (version 1, no encryption)",
+            &rows.cold_plain,
+            Some(&rows.cpu_cold_plain),
+        ),
+        (
+            "5p",
+            "ferry warm, `--plain` on both sides (version 1, `sendfile`)",
+            &rows.warm_plain,
+            Some(&rows.cpu_warm_plain),
+        ),
+        ("6p", &indexed_plain, &rows.indexed_plain, Some(&rows.cpu_indexed_plain)),
     ];
-    for (n, what, series, peer) in big_rows {
+    for (n, what, series, cpu) in big_rows {
         if let Some(why) = &series.skipped {
-            let _ = writeln!(s, "| {n} | {what} | skipped: {why} | | | | |");
+            let _ = writeln!(s, "| {n} | {what} | skipped: {why} | | | | | | |");
             continue;
         }
-        let (c, w) = if peer {
-            (opt_ratio(ratio(&rows.cold, series)), opt_ratio(ratio(&rows.warm, series)))
-        } else {
-            (String::new(), String::new())
+        let (c, w, i) = match cpu {
+            None => (
+                opt_ratio(ratio(&rows.cold, series)),
+                opt_ratio(ratio(&rows.warm, series)),
+                opt_ratio(ratio(&rows.indexed, series)),
+            ),
+            Some(_) => (String::new(), String::new(), String::new()),
         };
+        let cpu = cpu.map_or(String::new(), |c| c.median().map_or("–".into(), |v| format!("{v:.2}")));
         let _ = writeln!(
             s,
-            "| {n} | {what} | {} | {} | {} | {c} | {w} |",
+            "| {n} | {what} | {} | {} | {} | {c} | {w} | {i} | {cpu} |",
             opt_num(series.median()),
             opt_num(series.min()),
             opt_num(series.max())
         );
     }
     let _ = writeln!(s);
-    let _ = writeln!(s, "| peak RSS | cold runs | warm runs (incl. the priming get) |");
-    let _ = writeln!(s, "|---|---:|---:|");
-    let _ = writeln!(s, "| `ferry serve` | {} | {} |", mib(bench.server_peak_kib), mib(bench.server_peak_warm_kib));
-    let _ = writeln!(s, "| `ferry get` | {} | {} |", mib(bench.client_peak_kib), mib(bench.client_peak_warm_kib));
+    let _ = writeln!(
+        s,
+        "Rows 6 and 6p: each run starts a host on a folder holding only the file (a new name for the same bytes) with an empty cache folder, and starts the get once the host has logged that it indexed the folder: {} s after it started (median; min {}, max {}). That indexing cost the host {} CPU s/GiB (median), before the download and not in its CPU column. CPU: user + system seconds of `ferry serve` (during the get) and `ferry get`, per GiB.",
+        opt_num(rows.indexed_after.median()),
+        opt_num(rows.indexed_after.min()),
+        opt_num(rows.indexed_after.max()),
+        rows.cpu_index.median().map_or("–".into(), |v| format!("{v:.2}"))
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(s, "| peak RSS | cold runs | warm runs (incl. the priming get) | rows 6 and 6p |");
+    let _ = writeln!(s, "|---|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| `ferry serve` | {} | {} | {} |",
+        mib(bench.server_peak_kib),
+        mib(bench.server_peak_warm_kib),
+        mib(bench.server_peak_indexed_kib)
+    );
+    let _ = writeln!(
+        s,
+        "| `ferry get` | {} (with rows 6) | {} | |",
+        mib(bench.client_peak_kib),
+        mib(bench.client_peak_warm_kib)
+    );
+    let _ = writeln!(s);
+    let (index_first, index_second) = rows.index_rss_kib;
+    let _ = writeln!(
+        s,
+        "Digest index: {} small files (in folders of 1,000) indexed by `ferry serve --index whole` at {} files/s; its peak RSS {}; a restarted host that loaded that index, listed a folder of 1,000 (each with its MD5) and sent one file: peak RSS {}.",
+        opts.index_files,
+        opt_num(rows.index_files_per_sec),
+        mib(index_first),
+        mib(index_second)
+    );
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -179,7 +233,7 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
         }
     };
     let small_per_s = rows.small_ferry.median();
-    let _ = writeln!(s, "Targets (issue 4; on medians; reported, never enforced):\n");
+    let _ = writeln!(s, "Targets (issues 4 and 11; on medians; reported, never enforced):\n");
     let _ = writeln!(s, "| target | measured | |");
     let _ = writeln!(s, "|---|---:|---|");
     let _ = writeln!(
@@ -205,7 +259,27 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
         opt_ratio(ratio(&rows.warm, &rows.md5sum)),
         target(ratio(&rows.warm, &rows.md5sum), 0.85)
     );
-    let server_peak = bench.server_peak_kib.max(bench.server_peak_warm_kib);
+    let _ = writeln!(
+        s,
+        "| first download from a folder hosted {after} s ago ≥ 0.9x `md5sum` (issue 11; TLS) | {} | {} |",
+        opt_ratio(ratio(&rows.indexed, &rows.md5sum)),
+        target(ratio(&rows.indexed, &rows.md5sum), 0.9)
+    );
+    let _ = writeln!(
+        s,
+        "| the same, `--plain` (issue 11) | {} | {} |",
+        opt_ratio(ratio(&rows.indexed_plain, &rows.md5sum)),
+        target(ratio(&rows.indexed_plain, &rows.md5sum), 0.9)
+    );
+    let index_peak = index_first.max(index_second);
+    let _ = writeln!(
+        s,
+        "| peak RSS `ferry serve` < 32 MiB with a {}-file index (issue 11) | {} | {} |",
+        opts.index_files,
+        mib(index_peak),
+        under(index_peak)
+    );
+    let server_peak = bench.server_peak_kib.max(bench.server_peak_warm_kib).max(bench.server_peak_indexed_kib);
     let client_peak = bench.client_peak_kib.max(bench.client_peak_warm_kib);
     let _ = writeln!(
         s,
