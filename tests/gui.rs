@@ -110,6 +110,8 @@ fn host_browse_download_and_see_md5_verified() {
     let addr = host_from_server_tab(&mut h, share.path());
     assert!(has(&h, "Hosting"), "the Server tab says it is hosting");
     assert!(has(&h, &addr.to_string()), "the Server tab shows the address to type");
+    // The host hashes its folder once hosting starts; once it has, listings carry the MD5s.
+    step_until(&mut h, "the host's index to be ready", WAIT, |h| has(h, "Fingerprints ready"));
 
     connect_from_client_tab(&mut h, &addr.to_string());
     step_until(&mut h, "the hosted folder's listing", WAIT, |h| h.query_by_label("sub").is_some());
@@ -130,9 +132,14 @@ fn host_browse_download_and_see_md5_verified() {
     assert_eq!(std::fs::read(&dest).unwrap(), data, "the file on disk is the hosted file");
     assert!(!part_path(&dest).exists());
     let shown = grouped_hex(&hex(&expected));
-    assert_eq!(h.query_all_by_label(&shown).count(), 2, "both digests shown, equal to one computed here");
+    assert!(has(&h, "Expected MD5"), "the selected file's listed MD5, under the list");
+    assert_eq!(
+        h.query_all_by_label(&shown).count(),
+        3,
+        "the listed digest, and both digests of the verdict, equal to the one computed here"
+    );
     let fingerprint = format!("fingerprint: {}", fingerprint_names(&expected));
-    assert_eq!(h.query_all_by_label(&fingerprint).count(), 2);
+    assert_eq!(h.query_all_by_label(&fingerprint).count(), 3);
     assert!(!has(&h, "MD5 mismatch"));
 
     // The host's tab shows the same digest and the same colours beside the finished transfer.
