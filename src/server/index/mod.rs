@@ -178,8 +178,14 @@ impl DigestIndex {
             state.flushing = Some(fresh.clone());
             (fresh, state.disk.clone())
         };
-        let written = Disk::write(path, disk.as_deref(), &fresh, MAX_RECORDS);
+        let written = Disk::write_beside(path, disk.as_deref(), &fresh, MAX_RECORDS);
         let mut state = self.state();
+        // Windows cannot rename over a file that is open: the old file's handles close first
+        // (lookups use it only under this lock, and this thread held the only other clone).
+        drop(disk);
+        let old = state.disk.take();
+        drop(old);
+        let written = written.and_then(|w| w.commit(path));
         state.flushing = None;
         match written {
             Ok(disk) => {
@@ -187,6 +193,8 @@ impl DigestIndex {
                 Ok(())
             }
             Err(e) => {
+                // The old file is still in place (or none was): keep answering from it.
+                state.disk = Disk::load(path).ok().flatten().map(Arc::new);
                 state.broken = true;
                 for (k, d) in fresh.iter() {
                     state.fresh.entry(*k).or_insert(*d);

@@ -148,11 +148,21 @@ impl Disk {
         Ok(())
     }
 
-    /// Writes a new index at `path`: `old`'s records (when given) merged with `fresh` (sorted
-    /// by key, no key twice; a fresh digest wins over an old one), at most `max` records (past
-    /// it the old records are left out: the index starts over from the fresh ones). Written
-    /// beside `path`, flushed, then renamed over it; returns the new file, open.
-    pub fn write(path: &Path, old: Option<&Disk>, fresh: &[(Key, Md5Digest)], max: u64) -> io::Result<Disk> {
+    /// Writes a new index at `path`: `old`'s records (when given) merged with `fresh`, then
+    /// closes `old` and puts the new file in its place (see [`Disk::write_beside`]).
+    #[cfg(test)]
+    pub fn write(path: &Path, old: Option<Disk>, fresh: &[(Key, Md5Digest)], max: u64) -> io::Result<Disk> {
+        let written = Disk::write_beside(path, old.as_ref(), fresh, max)?;
+        drop(old);
+        written.commit(path)
+    }
+
+    /// Writes a new index beside `path`: `old`'s records (when given) merged with `fresh`
+    /// (sorted by key, no key twice; a fresh digest wins over an old one), at most `max`
+    /// records (past it the old records are left out: the index starts over from the fresh
+    /// ones), flushed to disk. [`Written::commit`] renames it over `path`; every handle on the
+    /// old file must be closed first, since Windows cannot replace a file that is open.
+    pub fn write_beside(path: &Path, old: Option<&Disk>, fresh: &[(Key, Md5Digest)], max: u64) -> io::Result<Written> {
         let old = old.filter(|d| d.count + fresh.len() as u64 <= max);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
@@ -197,10 +207,31 @@ impl Disk {
             file.sync_all()?;
             Ok((count, sparse))
         })();
-        match result.and_then(|x| fs::rename(&tmp, path).map(|()| x)) {
-            Ok((count, sparse)) => Ok(Disk { file, count, sparse }),
+        match result {
+            Ok((count, sparse)) => Ok(Written { tmp, disk: Disk { file, count, sparse } }),
             Err(e) => {
+                drop(file);
                 let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A new index file written beside the one it replaces, not yet in its place.
+pub struct Written {
+    tmp: PathBuf,
+    disk: Disk,
+}
+
+impl Written {
+    /// Renames the new file over `path` and returns it, open for lookups.
+    pub fn commit(self, path: &Path) -> io::Result<Disk> {
+        match fs::rename(&self.tmp, path) {
+            Ok(()) => Ok(self.disk),
+            Err(e) => {
+                drop(self.disk);
+                let _ = fs::remove_file(&self.tmp);
                 Err(e)
             }
         }
@@ -300,15 +331,16 @@ mod tests {
         for (_, m) in &mut fresh {
             m[0] ^= 0xff;
         }
-        let merged = Disk::write(&path, Some(&old), &fresh, u64::MAX).unwrap();
+        let merged = Disk::write(&path, Some(old), &fresh, u64::MAX).unwrap();
         assert_eq!(merged.len(), 500);
+        drop(merged); // one handle on the file at a time: Windows cannot replace an open file
         let reloaded = Disk::load(&path).unwrap().unwrap();
         assert_eq!(reloaded.len(), 500);
         for (k, m) in records(0..200).iter().chain(&fresh) {
             assert_eq!(reloaded.get(k).unwrap(), Some(*m));
         }
         // Past the cap the old records are dropped, not the fresh ones.
-        let capped = Disk::write(&path, Some(&reloaded), &records(1000..1010), 100).unwrap();
+        let capped = Disk::write(&path, Some(reloaded), &records(1000..1010), 100).unwrap();
         assert_eq!(capped.len(), 10);
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
