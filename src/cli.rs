@@ -13,8 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::jobs::{EventKind, Jobs};
 use crate::client::{
-    CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, HostIdentity, UploadOutcome, UploadRequest,
-    md5sum_line,
+    CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, FileResult, HostIdentity, TreeLimits,
+    TreeRequest, TreeSummary, UploadOutcome, UploadRequest, md5sum_line,
 };
 use crate::discovery::{self, AnnounceEvent, Announcement, Announcer, BrowseEvent, DiscoveryError, Reach};
 use crate::format;
@@ -124,20 +124,33 @@ pub enum Command {
         #[arg(long)]
         accept_new_identity: bool,
     },
-    /// Download a file, verify its MD5, print "<md5>  <dest>" like md5sum.
+    /// Download a file, verify its MD5, print "<md5>  <dest>" like md5sum. With -r: files and
+    /// whole folders, every file verified, the md5sum manifest printed.
     Get {
         /// The host: HOST, HOST:PORT, [IPv6]:PORT (port 7878 if none is given), or the name
         /// `ferry discover` shows.
         addr: String,
-        /// The file's path on the host, e.g. photos/cat.jpg.
-        path: String,
+        /// The file's path on the host, e.g. photos/cat.jpg. With -r: one or more files or
+        /// folders ("" is the whole hosted folder).
+        #[arg(required = true, num_args = 1.., value_name = "PATH")]
+        paths: Vec<String>,
+        /// Download folders (recursively, empty ones too) and several files in one job, over
+        /// one connection; each PATH is saved under its own name in DEST (a folder, created if
+        /// missing). Files already there with the host's MD5 are skipped, partial ones resumed.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// With -r: also save the manifest as DEST/MD5SUMS (`md5sum -c MD5SUMS` re-checks the copy).
+        #[arg(long, requires = "recursive")]
+        manifest: bool,
         /// Where to save it (a file name, or an existing folder). Default: the file's own
-        /// name in the current folder.
+        /// name in the current folder. With -r: the folder to save into (default: the
+        /// current folder).
         #[arg(short = 'o', long = "output", value_name = "DEST")]
         output: Option<PathBuf>,
         /// Replace DEST if it already exists (and discard ferry's own partial download of
         /// another file to DEST). Without it, a DEST whose MD5 is the one the host lists for
-        /// the file is left as it is and reported identical (exit 0).
+        /// the file is left as it is and reported identical (exit 0). With -r: replace files
+        /// that differ from the host's.
         #[arg(long)]
         force: bool,
         /// The host's PIN, if it asks for one (or set FERRY_PIN).
@@ -249,7 +262,19 @@ pub fn run(command: Command) -> i32 {
             }
             Err(code) => code,
         },
-        Command::Get { addr, path, output, force, pin, timeout, windows_names, plain, accept_new_identity } => {
+        Command::Get {
+            addr,
+            paths,
+            recursive,
+            manifest,
+            output,
+            force,
+            pin,
+            timeout,
+            windows_names,
+            plain,
+            accept_new_identity,
+        } => {
             let names = if windows_names { Os::Windows } else { Os::current() };
             let opts = ConnectOptions {
                 pin: pin.map(Into::into),
@@ -259,8 +284,16 @@ pub fn run(command: Command) -> i32 {
                 accept_new_identity,
                 ..ConnectOptions::remembering()
             };
+            if !recursive && paths.len() > 1 {
+                eprintln!("ferry: several paths need -r (one job for all of them)");
+                return EXIT_FAILURE;
+            }
             match host_address(&addr) {
-                Ok(addr) => get(&addr, &path, output.as_deref(), force, &opts),
+                Ok(addr) if recursive => {
+                    let dest = output.unwrap_or_else(|| PathBuf::from("."));
+                    get_tree(&addr, paths, dest, force, manifest, &opts)
+                }
+                Ok(addr) => get(&addr, &paths[0], output.as_deref(), force, &opts),
                 Err(code) => code,
             }
         }
@@ -864,6 +897,10 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
             }
             // Not the end of a download.
             EventKind::Closed | EventKind::Uploaded { .. } | EventKind::UploadMismatch { .. } => break EXIT_FAILURE,
+            EventKind::TreePlanned { .. }
+            | EventKind::TreeProgress { .. }
+            | EventKind::TreeFiles(_)
+            | EventKind::TreeFinished(_) => {}
         }
     }
 }
@@ -952,4 +989,152 @@ fn progress_bar(total: u64) -> ProgressBar {
             .progress_chars("=> "),
     );
     b
+}
+
+/// `ferry get -r`: one job for files and folders, one progress bar, each problem on stderr as
+/// it happens, then the manifest (`md5sum` lines relative to DEST) on stdout.
+fn get_tree(addr: &str, paths: Vec<String>, dest: PathBuf, force: bool, manifest: bool, opts: &ConnectOptions) -> i32 {
+    let (jobs, events) = Jobs::new(None);
+    let req = TreeRequest { paths, dest: dest.clone(), overwrite: force, limits: TreeLimits::default() };
+    let job = std::sync::Arc::new(jobs.download_tree(addr, opts, req));
+    {
+        let job = job.clone();
+        let _ = ctrlc::set_handler(move || job.cancel());
+    }
+    let tty = std::io::stderr().is_terminal();
+    let mut bar: Option<ProgressBar> = None;
+    let mut last_line = Instant::now() - Duration::from_secs(10);
+    loop {
+        let Ok(event) = events.recv() else { break EXIT_FAILURE };
+        match event.kind {
+            EventKind::Connected { identity, .. } => report_identity(identity.as_ref(), opts),
+            EventKind::TreePlanned { files, bytes, folders } => {
+                eprintln!("ferry: {files} files ({}) in {folders} folders", format::size(bytes));
+            }
+            EventKind::TreeProgress { files_done, files_total, done, total, bytes_per_sec } => {
+                if tty {
+                    let b = bar.get_or_insert_with(|| {
+                        let b = ProgressBar::new(total);
+                        b.set_style(
+                            ProgressStyle::with_template(
+                                "{msg} {wide_bar:.cyan/blue} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                            )
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                        );
+                        b
+                    });
+                    b.set_length(total);
+                    b.set_position(done);
+                    b.set_message(format!("{files_done}/{files_total} files"));
+                } else if last_line.elapsed() >= Duration::from_secs(1) || files_done == files_total {
+                    last_line = Instant::now();
+                    eprintln!(
+                        "{files_done}/{files_total} files  {} of {}  {}",
+                        format::size(done),
+                        format::size(total),
+                        format::speed(bytes_per_sec)
+                    );
+                }
+            }
+            EventKind::TreeFiles(reports) => {
+                for report in reports {
+                    let line = match &report.result {
+                        FileResult::Mismatch { expected, actual, .. } => format!(
+                            "MD5 MISMATCH: {} was damaged in transit and was not saved (host sent {}, computed {})",
+                            Escaped(&report.rel),
+                            hex(expected),
+                            hex(actual)
+                        ),
+                        FileResult::Failed(why) => format!("{}: {}", Escaped(&report.rel), Escaped(why)),
+                        FileResult::Verified { renamed: Some(r), .. } => format!("{}: {r}", Escaped(&report.rel)),
+                        _ => continue,
+                    };
+                    match &bar {
+                        Some(b) => b.println(format!("ferry: {line}")),
+                        None => eprintln!("ferry: {line}"),
+                    }
+                }
+            }
+            EventKind::TreeFinished(summary) => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                break tree_verdict(&summary, &dest, manifest);
+            }
+            EventKind::Failed(e) => {
+                if let Some(b) = bar.take() {
+                    b.abandon();
+                }
+                eprintln!("ferry: {e}");
+                break EXIT_FAILURE;
+            }
+            EventKind::Cancelled { .. } => {
+                if let Some(b) = bar.take() {
+                    b.abandon();
+                }
+                eprintln!("ferry: cancelled; run the same command again to resume");
+                break EXIT_FAILURE;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Prints a finished folder job's manifest and verdict; the exit code.
+fn tree_verdict(summary: &TreeSummary, dest: &Path, save_manifest: bool) -> i32 {
+    let text = summary.manifest.text();
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+    let files = summary.manifest.len();
+    let mut extra = Vec::new();
+    if summary.already_there > 0 {
+        extra.push(format!("{} already there", summary.already_there));
+    }
+    if summary.resumed > 0 {
+        extra.push(format!("{} resumed", summary.resumed));
+    }
+    let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join(", ")) };
+    let fingerprint = hex(&summary.manifest.fingerprint());
+    let mut code = if summary.all_verified() {
+        eprintln!("ferry: {files} files, all MD5 verified{extra}; folder fingerprint {fingerprint}");
+        EXIT_OK
+    } else {
+        eprintln!(
+            "ferry: {files} files MD5 verified{extra}, {} NOT: see above (run the same command to retry them)",
+            summary.problems.len()
+        );
+        if summary.any_mismatch() { EXIT_MISMATCH } else { EXIT_FAILURE }
+    };
+    if save_manifest {
+        let path = dest.join("MD5SUMS");
+        match write_new_or_same(&path, text.as_bytes()) {
+            Ok(()) => {
+                eprintln!("ferry: manifest saved as {} (md5sum -c MD5SUMS in that folder re-checks)", path.display())
+            }
+            Err(e) => {
+                eprintln!("ferry: manifest not saved: {e}");
+                if code == EXIT_OK {
+                    code = EXIT_FAILURE;
+                }
+            }
+        }
+    }
+    code
+}
+
+/// Writes a new file, or leaves an existing one with exactly these bytes; never replaces one
+/// that differs.
+fn write_new_or_same(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(mut f) => f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match std::fs::read(path) {
+            Ok(old) if old == bytes => Ok(()),
+            _ => Err(format!("{} already exists with other contents; not replacing it", path.display())),
+        },
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
 }

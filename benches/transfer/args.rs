@@ -12,7 +12,7 @@ use crate::{GIB, KIB, MIB};
 #[command(
     name = "transfer",
     about = "ferry against the MD5 limit, a plain `nc` pipe and an HTTP peer, on this machine over 127.0.0.1",
-    override_usage = "cargo bench --bench transfer -- [--size SIZE] [--runs N] [--files N] [--file-size SIZE] [--index-files N] [--dir DIR]",
+    override_usage = "cargo bench --bench transfer -- [--size SIZE] [--runs N] [--files N] [--file-size SIZE] [--index-files N] [--folder-files N] [--folder-big N] [--folder-big-size SIZE] [--delay-ms MS] [--dir DIR]",
     after_help = "quick run (< 1 minute after the build): cargo bench --bench transfer -- --size 64MiB --runs 3 --files 500"
 )]
 struct Args {
@@ -31,6 +31,18 @@ struct Args {
     /// ... and how big each (default 4KiB)
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     file_size: Option<u64>,
+    /// The folder rows: the small-files folder's file count (default 2000, of --file-size)
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    folder_files: Option<usize>,
+    /// The folder rows: the large-files folder's file count (default 20)
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    folder_big: Option<usize>,
+    /// ... and how big each (default 50MiB)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    folder_big_size: Option<u64>,
+    /// The folder rows' latency relay: delay in each direction, ms (default 10: 20 ms RTT)
+    #[arg(long, value_name = "MS")]
+    delay_ms: Option<u64>,
     /// Where to put the work folder (default /dev/shm when it has room, else the temp folder)
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -49,6 +61,10 @@ pub struct Options {
     pub file_size: u64,
     pub index_files: usize,
     pub dir: Option<PathBuf>,
+    pub folder_files: usize,
+    pub folder_big: usize,
+    pub folder_big_size: u64,
+    pub delay_ms: u64,
     /// Run by `cargo bench` (it passes `--bench`); otherwise a smoke test that installs nothing.
     pub bench_mode: bool,
     pub argv: Vec<String>,
@@ -71,6 +87,10 @@ impl Options {
             file_size: args.file_size.unwrap_or(4 * KIB),
             index_files: args.index_files.unwrap_or(if args.bench { 100_000 } else { 2000 }),
             dir: args.dir,
+            folder_files: args.folder_files.unwrap_or(if args.bench { 2000 } else { 100 }),
+            folder_big: args.folder_big.unwrap_or(if args.bench { 20 } else { 2 }),
+            folder_big_size: args.folder_big_size.unwrap_or(if args.bench { 50 * MIB } else { MIB }),
+            delay_ms: args.delay_ms.unwrap_or(10),
             bench_mode: args.bench,
             argv,
         }
@@ -90,6 +110,14 @@ impl Options {
         if self.file_size != 4 * KIB {
             let _ = write!(c, " --file-size {}", size_arg(self.file_size));
         }
+        let _ = write!(
+            c,
+            " --folder-files {} --folder-big {} --folder-big-size {} --delay-ms {}",
+            self.folder_files,
+            self.folder_big,
+            size_arg(self.folder_big_size),
+            self.delay_ms
+        );
         if let Some(d) = &self.dir {
             let _ = write!(c, " --dir {}", d.display());
         }

@@ -33,6 +33,8 @@ mod ferry_runs;
 #[cfg(target_os = "linux")]
 mod files;
 #[cfg(target_os = "linux")]
+mod folders;
+#[cfg(target_os = "linux")]
 mod measure;
 #[cfg(target_os = "linux")]
 mod peers;
@@ -434,6 +436,33 @@ fn run(opts: &Options) -> Result<Vec<String>> {
             note("http.server <- one curl -K", r, v, "files/s");
         }
     }
+    // The folders (issue 10), over 127.0.0.1 and through the latency relay.
+    let trees = work.join("trees");
+    fresh_dir(&trees)?;
+    let sets = vec![
+        folders::FolderSet::create(&trees, "small-files", opts.folder_files, opts.file_size, &mut rng)?,
+        folders::FolderSet::create(&trees, "large-files", opts.folder_big, opts.folder_big_size, &mut rng)?,
+    ];
+    let rsync_ok = folders::rsync(opts.bench_mode).map(|v| say(format!("rsync:    {v}")));
+    if let Err(e) = &rsync_ok {
+        say(format!("rsync:    SKIPPED: {e}"));
+    }
+    say(format!(
+        "folders:  {} and {}; latency relay {} ms each way",
+        sets[0].describe(),
+        sets[1].describe(),
+        opts.delay_ms
+    ));
+    let folder_rows = folders::run(
+        &work,
+        sets,
+        opts.runs,
+        Duration::from_millis(opts.delay_ms),
+        rsync_ok,
+        http.as_ref(),
+        http_missing.clone(),
+        &|line| say(line),
+    )?;
     drop(http);
     let load = format!("{load_before} before, {} after (1, 5, 15 min)", loadavg());
     say(format!("load avg: {load}"));
@@ -441,6 +470,7 @@ fn run(opts: &Options) -> Result<Vec<String>> {
 
     let report = report(opts, &Context { machine: &machine, command: &command, load: &load }, &rows, &bench);
     say(report);
+    say(folders::report(&folder_rows, rows.cold.median()));
     let problems = std::mem::take(&mut bench.problems);
     *WORK_DIR.lock().unwrap_or_else(|p| p.into_inner()) = None;
     drop(tmp);

@@ -235,6 +235,10 @@ impl HttpPeer {
         Ok(HttpPeer { _proc: proc, port, _stderr: stderr })
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.port)
     }

@@ -12,7 +12,7 @@ use super::{CancelToken, ClientError, Connection};
 use crate::pipeline;
 use crate::protocol::Md5Digest;
 use crate::protocol::data::{self, CopyError, DataError, Digest, Md5, Verdict};
-use crate::protocol::message::{ErrorCode, GetReply, Request};
+use crate::protocol::message::{ErrorCode, ErrorReply, GetReply, Request};
 use crate::protocol::names::{self, NameProblem, Os};
 use crate::protocol::path::{Escaped, check_file_name};
 
@@ -124,7 +124,7 @@ pub struct Progress {
 /// a resumed download already has (a slow disk, a busy machine).
 const PREFIX_HASH_RATE: u64 = 20_000_000;
 
-enum Attempt {
+pub(super) enum Attempt {
     Verdict {
         verdict: Verdict,
         size: u64,
@@ -137,21 +137,257 @@ enum Attempt {
 
 /// How a download starts on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
+pub(super) enum Start {
     /// No partial file: create one (and its record).
     Fresh,
     /// Ferry's own partial file of this very download, this many bytes long.
     Resume(u64),
 }
 
-/// One download in progress: what every step of it needs.
+impl Start {
+    /// The offset to ask the host for.
+    pub(super) fn offset(self) -> u64 {
+        match self {
+            Start::Fresh => 0,
+            Start::Resume(len) => len,
+        }
+    }
+}
+
+/// What to do after an attempt.
+pub(super) enum Step {
+    Done(Outcome),
+    /// Ask again from offset 0 (the resume offset was refused, or a resumed file failed its
+    /// checksum: the bytes resumed on may be what was wrong).
+    Retry,
+}
+
+/// One download's destination on disk, checked and claimed (no other download in this
+/// process writes it while this lives). Used by one-file downloads ([`download`]) and by many
+/// files over one connection ([`super::tree`]): both go through the same partial file, record,
+/// verification and placing.
+pub(super) struct Target {
+    /// Where the file goes: the request's `dest`, or the name the rules made of it.
+    pub dest: PathBuf,
+    pub renamed: Option<Renamed>,
+    pub part: PathBuf,
+    record: PartialRecord,
+    overwrite: bool,
+    restarted: bool,
+    /// What [`Target::prepare`] last saw: no record on disk, or no partial file (so the record
+    /// is written in place; one found there after all is replaced the careful way).
+    no_record: bool,
+    options: TargetOptions,
+    _claim: PartialLock,
+}
+
+/// How a [`Target`] treats its folder; a folder download does per job what one file does per
+/// file.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TargetOptions {
+    /// The canonical path of the destination's folder, when the caller knows it.
+    pub canonical_folder: Option<PathBuf>,
+    /// Do not ask the file system for its free space first (for small files, whose writes
+    /// say soon enough when the disk is full).
+    pub skip_space_check: bool,
+    /// The caller flushes the destination's folder (the renames) itself, once for many files.
+    pub folder_synced_by_caller: bool,
+    /// The caller has just seen that nothing is at the destination (the rename still never
+    /// replaces anything that appears meanwhile).
+    pub dest_absent: bool,
+}
+
+impl Target {
+    /// Checks where `req` would be saved and claims it; refuses an existing file (unless
+    /// `req.overwrite`) and a case twin under case-insensitive rules.
+    pub(super) fn open(conn: &Connection, req: &DownloadRequest) -> Result<Target, ClientError> {
+        Self::open_with(conn, req, TargetOptions::default())
+    }
+
+    pub(super) fn open_with(
+        conn: &Connection,
+        req: &DownloadRequest,
+        options: TargetOptions,
+    ) -> Result<Target, ClientError> {
+        let rules = conn.names;
+        let (dest, renamed) = local_dest(req, rules)?;
+        let exists = !options.dest_absent && fs::symlink_metadata(&dest).is_ok();
+        if exists && dest.is_dir() {
+            return Err(ClientError::BadDestination {
+                path: dest.display().to_string(),
+                reason: "it is a folder".into(),
+            });
+        }
+        if !req.overwrite && exists {
+            return Err(ClientError::Exists(dest));
+        }
+        // On a disk where case matters, under rules where it does not (saving for Windows).
+        if rules.case_insensitive()
+            && !exists
+            && let Some(twin) = case_twin(&dest, rules)
+        {
+            return Err(ClientError::CaseTwin { dest, twin, rules });
+        }
+        // Held until the target is dropped: no other download in this process writes this file.
+        let claim = match &options.canonical_folder {
+            Some(folder) => PartialLock::claim_in(&dest, folder)?,
+            None => PartialLock::claim(&dest)?,
+        };
+        let part = part_path(&dest);
+        let record = PartialRecord::new(conn.peer().to_string(), conn.server().name.clone(), req.path.clone());
+        Ok(Target {
+            dest,
+            renamed,
+            part,
+            record,
+            overwrite: req.overwrite,
+            restarted: false,
+            no_record: false,
+            options,
+            _claim: claim,
+        })
+    }
+
+    /// Decides how to start from what is on disk, touching nothing that is not ferry's own.
+    pub(super) fn prepare(&mut self) -> Result<Start, ClientError> {
+        let (dest, part) = (&self.dest, &self.part);
+        let existing = match fs::symlink_metadata(part) {
+            Ok(m) if m.is_file() => Some(m.len()),
+            Ok(_) => {
+                return Err(ClientError::BadDestination {
+                    path: part.display().to_string(),
+                    reason: "it exists and is not a regular file".into(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ClientError::local("cannot inspect", part)(e)),
+        };
+        let Some(existing) = existing else {
+            // No partial file: a fresh start, whatever record may be left (it is replaced).
+            self.no_record = true;
+            return Ok(Start::Fresh);
+        };
+        let record = PartialRecord::load(dest)?;
+        self.no_record = record.is_none();
+        match (Some(existing), record) {
+            (None, _) => Ok(Start::Fresh),
+            (Some(_), None) => Err(ClientError::NotOurs(part.to_path_buf())),
+            (Some(len), Some(r)) if r.path == self.record.path => Ok(Start::Resume(len)),
+            (Some(_), Some(_)) if self.overwrite => {
+                partial::discard(dest)?;
+                Ok(Start::Fresh)
+            }
+            (Some(_), Some(r)) => {
+                Err(ClientError::PartialOfOther { part: part.to_path_buf(), host: r.host, path: r.path })
+            }
+        }
+    }
+
+    /// How long beyond the usual to wait for the reply to a `get` from `offset`: a resuming
+    /// host hashes the bytes we already have before it answers, and is silent meanwhile.
+    pub(super) fn patience(offset: u64) -> Duration {
+        Duration::from_secs(offset / PREFIX_HASH_RATE)
+    }
+
+    /// Takes the host's answer to `get` from `start.offset()` (already read from `conn`) and,
+    /// if it is a data section, receives it into the partial file.
+    pub(super) fn receive(
+        &mut self,
+        conn: &mut Connection,
+        start: Start,
+        reply: Result<GetReply, ErrorReply>,
+        cancel: &CancelToken,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Attempt, ClientError> {
+        let offset = start.offset();
+        let GetReply { size, offset: got } = match reply {
+            Ok(r) => r,
+            Err(e) if e.error == ErrorCode::BadRequest && offset > 0 => return Ok(Attempt::OffsetRefused),
+            Err(e) => return Err(ClientError::Server(e)),
+        };
+        // From here on a data section is in flight: any early return leaves the stream mid-section.
+        conn.poisoned = true;
+        if got != offset || size < offset {
+            return Err(ClientError::Protocol(format!(
+                "asked for offset {offset}, the server answered offset {got} of a {size}-byte file"
+            )));
+        }
+        if !self.options.skip_space_check {
+            check_space(&self.part, size - offset)?;
+        }
+
+        let mut file = match start {
+            Start::Fresh => {
+                // The record first, so a partial file on disk always has one.
+                if self.no_record {
+                    self.record.save_new(&self.dest)?;
+                } else {
+                    self.record.save(&self.dest)?;
+                }
+                partial::create(&self.dest)?
+            }
+            Start::Resume(len) => {
+                let file = partial::reopen(&self.dest)?;
+                if len == 0 {
+                    // Nothing to keep (and anything that appeared since is not ours to keep).
+                    file.set_len(0).map_err(ClientError::local("cannot truncate", &self.part))?;
+                }
+                file
+            }
+        };
+        let hasher = Md5::new();
+        // One buffer per connection, reused by every download on it.
+        let mut buf = std::mem::take(&mut conn.buf);
+        buf.resize(data::CHUNK, 0);
+        let mut t = Transfer { conn, part: &self.part, cancel, progress };
+        let result = t.receive(&mut file, hasher, &mut buf, size, offset);
+        conn.buf = buf;
+        let (expected, actual) = result?;
+        conn.poisoned = false;
+        Ok(Attempt::Verdict { verdict: Verdict { expected, actual }, size, offset, file })
+    }
+
+    /// Places a verified file, or discards a failed one; says whether to ask again from zero.
+    pub(super) fn settle(&mut self, attempt: Attempt) -> Result<Step, ClientError> {
+        let (dest, part) = (&self.dest, &self.part);
+        match attempt {
+            Attempt::Verdict { verdict, size, offset, file } if verdict.matches() => {
+                file.sync_all().map_err(ClientError::local("cannot flush", part))?;
+                drop(file);
+                place(part, dest, self.overwrite, !self.options.folder_synced_by_caller)?;
+                partial::forget(dest)?;
+                Ok(Step::Done(Outcome::Verified {
+                    md5: verdict.actual,
+                    dest: dest.clone(),
+                    size,
+                    resumed_from: offset,
+                    renamed: self.renamed.clone(),
+                }))
+            }
+            Attempt::Verdict { verdict, size, offset, file } => {
+                drop(file);
+                partial::discard(dest)?;
+                if offset > 0 && !self.restarted {
+                    // The bytes we resumed on may be what is wrong: start once more from zero.
+                    self.restarted = true;
+                    return Ok(Step::Retry);
+                }
+                Ok(Step::Done(Outcome::Mismatch { expected: verdict.expected, actual: verdict.actual, size }))
+            }
+            Attempt::OffsetRefused if !self.restarted => {
+                self.restarted = true;
+                partial::discard(dest)?;
+                Ok(Step::Retry)
+            }
+            Attempt::OffsetRefused => Err(ClientError::Protocol("the server refused a download from offset 0".into())),
+        }
+    }
+}
+
+/// Receiving one data section into a partial file.
 struct Transfer<'a> {
     conn: &'a mut Connection,
-    req: &'a DownloadRequest,
-    /// Where the file goes: `req.dest`, or the name the rules made of it.
-    dest: &'a Path,
     part: &'a Path,
-    record: PartialRecord,
     cancel: &'a CancelToken,
     progress: &'a mut dyn FnMut(Progress),
 }
@@ -174,67 +410,32 @@ fn download_on(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome, ClientError> {
     cancel.attach(&conn.tcp);
-    let rules = conn.names;
-    let (dest, renamed) = local_dest(req, rules)?;
-    let dest = &dest;
-    if dest.is_dir() {
-        return Err(ClientError::BadDestination { path: dest.display().to_string(), reason: "it is a folder".into() });
-    }
-    let exists = fs::symlink_metadata(dest).is_ok();
-    if !req.overwrite && exists {
-        // Maybe it is the very file: the host's listing may say its MD5.
-        if let Some(md5) = identical(conn, &req.path, dest, cancel)? {
-            let size = fs::metadata(dest).map_or(0, |m| m.len());
-            return Ok(Outcome::Identical { md5, dest: dest.clone(), size });
+    if !req.overwrite {
+        let (dest, _) = local_dest(req, conn.names)?;
+        if fs::symlink_metadata(&dest).is_ok_and(|m| !m.is_dir()) {
+            // Maybe it is the very file: the host's listing may say its MD5.
+            if let Some(md5) = identical(conn, &req.path, &dest, cancel)? {
+                let size = fs::metadata(&dest).map_or(0, |m| m.len());
+                return Ok(Outcome::Identical { md5, dest, size });
+            }
         }
-        return Err(ClientError::Exists(dest.clone()));
     }
-    // On a disk where case matters, under rules where it does not (saving for Windows).
-    if rules.case_insensitive()
-        && !exists
-        && let Some(twin) = case_twin(dest, rules)
-    {
-        return Err(ClientError::CaseTwin { dest: dest.clone(), twin, rules });
-    }
-    // Held until this function returns: no other download in this process writes this file.
-    let _claim = PartialLock::claim(dest)?;
-    let part = part_path(dest);
-    let record = PartialRecord::new(conn.peer().to_string(), conn.server().name.clone(), req.path.clone());
-    let mut t = Transfer { conn, req, dest, part: &part, record, cancel, progress };
-    let mut restarted = false;
+    let mut target = Target::open(conn, req)?;
     loop {
-        let start = t.prepare()?;
-        match t.attempt(start)? {
-            Attempt::Verdict { verdict, size, offset, file } if verdict.matches() => {
-                file.sync_all().map_err(ClientError::local("cannot flush", &part))?;
-                drop(file);
-                place(&part, dest, req.overwrite)?;
-                partial::forget(dest)?;
-                return Ok(Outcome::Verified {
-                    md5: verdict.actual,
-                    dest: dest.clone(),
-                    size,
-                    resumed_from: offset,
-                    renamed,
-                });
-            }
-            Attempt::Verdict { verdict, size, offset, file } => {
-                drop(file);
-                partial::discard(dest)?;
-                if offset > 0 && !restarted {
-                    // The bytes we resumed on may be what is wrong: start once more from zero.
-                    restarted = true;
-                    continue;
-                }
-                return Ok(Outcome::Mismatch { expected: verdict.expected, actual: verdict.actual, size });
-            }
-            Attempt::OffsetRefused if !restarted => {
-                restarted = true;
-                partial::discard(dest)?;
-            }
-            Attempt::OffsetRefused => {
-                return Err(ClientError::Protocol("the server refused a download from offset 0".into()));
-            }
+        let start = target.prepare()?;
+        if cancel.is_cancelled() {
+            return Err(ClientError::Cancelled);
+        }
+        conn.set_patience(Target::patience(start.offset()));
+        let reply = match conn.request::<GetReply>(&Request::Get { path: req.path.clone(), offset: start.offset() }) {
+            Ok(r) => r,
+            Err(_) if cancel.is_cancelled() => return Err(ClientError::Cancelled),
+            Err(e) => return Err(e),
+        };
+        let attempt = target.receive(conn, start, reply, cancel, progress)?;
+        match target.settle(attempt)? {
+            Step::Done(outcome) => return Ok(outcome),
+            Step::Retry => continue,
         }
     }
 }
@@ -261,86 +462,6 @@ fn identical(
 }
 
 impl Transfer<'_> {
-    /// Decides how to start from what is on disk, touching nothing that is not ferry's own.
-    fn prepare(&self) -> Result<Start, ClientError> {
-        let (dest, part) = (self.dest, self.part);
-        let existing = match fs::symlink_metadata(part) {
-            Ok(m) if m.is_file() => Some(m.len()),
-            Ok(_) => {
-                return Err(ClientError::BadDestination {
-                    path: part.display().to_string(),
-                    reason: "it exists and is not a regular file".into(),
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(ClientError::local("cannot inspect", part)(e)),
-        };
-        match (existing, PartialRecord::load(dest)?) {
-            (None, _) => Ok(Start::Fresh),
-            (Some(_), None) => Err(ClientError::NotOurs(part.to_path_buf())),
-            (Some(len), Some(r)) if r.path == self.record.path => Ok(Start::Resume(len)),
-            (Some(_), Some(_)) if self.req.overwrite => {
-                partial::discard(dest)?;
-                Ok(Start::Fresh)
-            }
-            (Some(_), Some(r)) => {
-                Err(ClientError::PartialOfOther { part: part.to_path_buf(), host: r.host, path: r.path })
-            }
-        }
-    }
-
-    fn attempt(&mut self, start: Start) -> Result<Attempt, ClientError> {
-        let (cancel, part) = (self.cancel, self.part);
-        if cancel.is_cancelled() {
-            return Err(ClientError::Cancelled);
-        }
-        let offset = match start {
-            Start::Fresh => 0,
-            Start::Resume(len) => len,
-        };
-        // Before its reply a resuming host hashes the `offset` bytes we already have, and is
-        // silent meanwhile: allow for that (at a slow disk's pace) on top of the usual wait,
-        // until the data prefix arrives.
-        self.conn.set_patience(Duration::from_secs(offset / PREFIX_HASH_RATE));
-        let reply = self.conn.request::<GetReply>(&Request::Get { path: self.req.path.clone(), offset });
-        let reply = match reply {
-            Ok(r) => r,
-            Err(_) if cancel.is_cancelled() => return Err(ClientError::Cancelled),
-            Err(e) => return Err(e),
-        };
-        let GetReply { size, offset: got } = match reply {
-            Ok(r) => r,
-            Err(e) if e.error == ErrorCode::BadRequest && offset > 0 => return Ok(Attempt::OffsetRefused),
-            Err(e) => return Err(ClientError::Server(e)),
-        };
-        // From here on a data section is in flight: any early return leaves the stream mid-section.
-        self.conn.poisoned = true;
-        if got != offset || size < offset {
-            return Err(ClientError::Protocol(format!(
-                "asked for offset {offset}, the server answered offset {got} of a {size}-byte file"
-            )));
-        }
-        check_space(part, size - offset)?;
-
-        let mut file = match start {
-            Start::Fresh => {
-                // The record first, so a partial file on disk always has one.
-                self.record.save(self.dest)?;
-                partial::create(self.dest)?
-            }
-            Start::Resume(_) => partial::reopen(self.dest)?,
-        };
-        let hasher = Md5::new();
-        // One buffer per connection, reused by every download on it.
-        let mut buf = std::mem::take(&mut self.conn.buf);
-        buf.resize(data::CHUNK, 0);
-        let result = self.receive(&mut file, hasher, &mut buf, size, offset);
-        self.conn.buf = buf;
-        let (expected, actual) = result?;
-        self.conn.poisoned = false;
-        Ok(Attempt::Verdict { verdict: Verdict { expected, actual }, size, offset, file })
-    }
-
     fn receive(
         &mut self,
         file: &mut File,
@@ -352,9 +473,9 @@ impl Transfer<'_> {
         let Transfer { conn, part, cancel, progress, .. } = self;
         if offset > 0 {
             hash_existing(file, offset, &mut hasher, buf).map_err(ClientError::local("cannot read", *part))?;
+            file.set_len(offset).map_err(ClientError::local("cannot truncate", *part))?;
+            file.seek(SeekFrom::Start(offset)).map_err(ClientError::local("cannot seek", *part))?;
         }
-        file.set_len(offset).map_err(ClientError::local("cannot truncate", *part))?;
-        file.seek(SeekFrom::Start(offset)).map_err(ClientError::local("cannot seek", *part))?;
         progress(Progress { done: offset, total: size });
 
         let header = data::read_header(&mut conn.reader, size - offset);
@@ -418,10 +539,10 @@ fn check_space(part: &Path, need: u64) -> Result<(), ClientError> {
 
 /// Moves the verified partial file to its final name without ever replacing an existing file unless
 /// asked to: a hard link fails atomically if the name is taken, where a rename would overwrite.
-fn place(part: &Path, dest: &Path, overwrite: bool) -> Result<(), ClientError> {
+fn place(part: &Path, dest: &Path, overwrite: bool, sync_folder: bool) -> Result<(), ClientError> {
     if overwrite {
         fs::rename(part, dest).map_err(ClientError::local("cannot rename into place", dest))?;
-    } else {
+    } else if !rename_no_replace(part, dest)? {
         match fs::hard_link(part, dest) {
             Ok(()) => fs::remove_file(part).map_err(ClientError::local("cannot remove", part))?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(ClientError::Exists(dest.to_path_buf())),
@@ -434,10 +555,32 @@ fn place(part: &Path, dest: &Path, overwrite: bool) -> Result<(), ClientError> {
             }
         }
     }
-    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty())
-        && let Ok(d) = File::open(parent)
-    {
-        let _ = d.sync_all();
+    if sync_folder && let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_folder_of(parent);
     }
     Ok(())
+}
+
+/// Flushes a folder's entries (the renames into it) to disk; best effort.
+pub(super) fn sync_folder_of(folder: &Path) {
+    if let Ok(d) = File::open(folder) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Renames without ever replacing, in one step where the system can (Linux `renameat2` with
+/// `RENAME_NOREPLACE`): `Ok(false)` where it cannot (the caller falls back to a hard link).
+fn rename_no_replace(part: &Path, dest: &Path) -> Result<bool, ClientError> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, part, CWD, dest, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::EXIST) => return Err(ClientError::Exists(dest.to_path_buf())),
+            // Not supported by this file system or kernel: the portable way.
+            Err(_) => {}
+        }
+    }
+    let _ = (part, dest);
+    Ok(false)
 }

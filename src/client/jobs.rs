@@ -12,8 +12,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::partial::part_path;
 use super::{
-    CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, Outcome, Renamed, UploadOutcome,
-    UploadRequest, local_dest,
+    CancelToken, ClientError, ConnectOptions, Connection, DownloadRequest, FileReport, Outcome, Renamed, TreeRequest,
+    TreeSummary, TreeUpdate, UploadOutcome, UploadRequest, local_dest,
 };
 use crate::protocol::Md5Digest;
 use crate::protocol::message::{HelloReply, ListReply};
@@ -65,6 +65,20 @@ pub enum EventKind {
     Cancelled { part: Option<PathBuf> },
     /// Terminal for a browse session that was closed.
     Closed,
+    /// A folder job's walk is done: this many files, bytes and folders.
+    TreePlanned { files: u64, bytes: u64, folders: u64 },
+    /// A folder job's overall progress: files finished, bytes on disk, the totals, the recent
+    /// rate; at most ~20 a second.
+    TreeProgress { files_done: u64, files_total: u64, done: u64, total: u64, bytes_per_sec: f64 },
+    /// Files of a folder job that ended (verified, mismatched or failed), in order. Verified
+    /// ones are gathered and sent with the progress (~20 a second), so a folder of many small
+    /// files does not wake the front once per file; a problem goes out at once. Events of
+    /// verified files only may be dropped when the front falls far behind (the summary lists
+    /// them all); problems never.
+    TreeFiles(Vec<FileReport>),
+    /// Terminal for a folder job that ran to its end, whatever happened to each file: the
+    /// summary says which verified (the manifest) and which did not.
+    TreeFinished(TreeSummary),
 }
 
 impl EventKind {
@@ -80,6 +94,7 @@ impl EventKind {
                 | EventKind::Failed(_)
                 | EventKind::Cancelled { .. }
                 | EventKind::Closed
+                | EventKind::TreeFinished(_)
         )
     }
 }
@@ -173,7 +188,8 @@ impl Jobs {
         let policy = Policy {
             limit: DEFAULT_QUEUE,
             delivery: |e: &ClientEvent| match e.kind {
-                EventKind::Progress { .. } => Delivery::Coalesce,
+                EventKind::Progress { .. } | EventKind::TreeProgress { .. } => Delivery::Coalesce,
+                EventKind::TreeFiles(ref files) if files.iter().all(|f| f.result.is_verified()) => Delivery::Droppable,
                 _ => Delivery::Essential,
             },
             dropped: |_| None,
@@ -210,6 +226,20 @@ impl Jobs {
             .name(format!("ferry-put-{id}"))
             .spawn(move || run_upload(&addr, &opts, &req, &token, &mut |kind| emitter.emit(kind)))
             .expect("spawn upload thread");
+        JobHandle { id, cancel, thread: Some(thread) }
+    }
+
+    /// Downloads files and whole folders on one connection of its own (pipelined, see
+    /// [`super::tree`]). Ends in `TreeFinished` (each file's verdict inside), `Failed` or
+    /// `Cancelled`.
+    pub fn download_tree(&self, addr: &str, opts: &ConnectOptions, req: TreeRequest) -> JobHandle {
+        let (id, mut emitter) = self.emitter();
+        let cancel = CancelToken::new();
+        let (addr, opts, token) = (addr.to_string(), opts.clone(), cancel.clone());
+        let thread = thread::Builder::new()
+            .name(format!("ferry-tree-{id}"))
+            .spawn(move || run_tree(&addr, &opts, &req, &token, &mut |kind| emitter.emit(kind)))
+            .expect("spawn folder download thread");
         JobHandle { id, cancel, thread: Some(thread) }
     }
 
@@ -312,6 +342,65 @@ fn run_upload(
             EventKind::Uploaded { md5, path, size, resumed_from }
         }
         Ok(UploadOutcome::Mismatch { sent, host, size }) => EventKind::UploadMismatch { sent, host, size },
+        Err(_) if cancel.is_cancelled() => EventKind::Cancelled { part: None },
+        Err(e) => EventKind::Failed(e),
+    });
+}
+
+fn run_tree(
+    addr: &str,
+    opts: &ConnectOptions,
+    req: &TreeRequest,
+    cancel: &CancelToken,
+    emit: &mut impl FnMut(EventKind),
+) {
+    // The job's first listings go out right behind hello.
+    let first = super::tree::first_batch(req);
+    let ahead = first.as_deref().unwrap_or_default();
+    let result = Connection::connect_ahead(addr, opts, Some(cancel), ahead).and_then(|mut conn| {
+        emit(EventKind::Connected {
+            server: conn.server().clone(),
+            peer: conn.peer(),
+            identity: conn.identity().cloned(),
+        });
+        #[cfg(test)]
+        if let Some(p) = req.paths.first() {
+            crate::sink::panic_if_injected(p);
+        }
+        let mut rate = crate::rate::RateMeter::default();
+        let mut last: Option<Instant> = None;
+        let mut verified: Vec<FileReport> = Vec::new();
+        let result = super::tree::download_tree(&mut conn, req, first.is_some(), cancel, &mut |u| match u {
+            TreeUpdate::Planned { files, bytes, folders } => emit(EventKind::TreePlanned { files, bytes, folders }),
+            TreeUpdate::Progress { files_done, files_total, done, total } => {
+                let now = Instant::now();
+                let bytes_per_sec = rate.update(now, done);
+                let due = last.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(50))
+                    || files_done == files_total;
+                if due {
+                    last = Some(now);
+                    if !verified.is_empty() {
+                        emit(EventKind::TreeFiles(std::mem::take(&mut verified)));
+                    }
+                    emit(EventKind::TreeProgress { files_done, files_total, done, total, bytes_per_sec });
+                }
+            }
+            TreeUpdate::File(report) if report.result.is_verified() => verified.push(report),
+            TreeUpdate::File(report) => {
+                // In order: the verified files before it first.
+                let mut files = std::mem::take(&mut verified);
+                files.push(report);
+                emit(EventKind::TreeFiles(files));
+            }
+        });
+        if !verified.is_empty() {
+            emit(EventKind::TreeFiles(verified));
+        }
+        result
+    });
+    emit(match result {
+        Ok(summary) => EventKind::TreeFinished(summary),
+        Err(ClientError::Cancelled) => EventKind::Cancelled { part: None },
         Err(_) if cancel.is_cancelled() => EventKind::Cancelled { part: None },
         Err(e) => EventKind::Failed(e),
     });
@@ -431,6 +520,23 @@ mod tests {
         let (jobs, events) = Jobs::new(None);
         let req = DownloadRequest { path: INJECTED_PANIC.into(), dest: out.path().join("x"), overwrite: false };
         let job = jobs.download(&addr, &ConnectOptions::default(), req);
+        let seen = until_end(&events);
+        job.join();
+        assert_one_internal_failure(&seen);
+    }
+
+    #[test]
+    fn a_folder_download_whose_thread_panics_ends_in_one_failed_event() {
+        let (dir, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (_server, addr) = host(dir.path());
+        let (jobs, events) = Jobs::new(None);
+        let req = TreeRequest {
+            paths: vec![INJECTED_PANIC.into()],
+            dest: out.path().into(),
+            overwrite: false,
+            limits: Default::default(),
+        };
+        let job = jobs.download_tree(&addr, &ConnectOptions::default(), req);
         let seen = until_end(&events);
         job.join();
         assert_one_internal_failure(&seen);

@@ -17,8 +17,10 @@ mod download;
 mod have;
 pub mod jobs;
 pub mod partial;
+pub mod tree;
 mod upload;
 
+use std::collections::VecDeque;
 use std::io::{self, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -29,6 +31,7 @@ pub use download::{DownloadRequest, Outcome, Progress, Renamed, local_dest};
 pub use have::{already_have, local_md5};
 pub use jobs::{ClientEvent, EventKind, JobId};
 pub use partial::{PartialRecord, part_path, record_path};
+pub use tree::{FileReport, FileResult, Manifest, TreeLimits, TreeRequest, TreeSummary, TreeUpdate};
 pub use upload::{UploadOutcome, UploadPlan, UploadRequest, plan_uploads};
 
 use base64::Engine as _;
@@ -166,6 +169,8 @@ pub enum ClientError {
     NoSpace { path: PathBuf, need: u64, available: u64 },
     #[error("{action} {}: {source}", .path.display())]
     Local { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("the folder is too large to download in one go: {0}")]
+    TreeTooLarge(String),
     #[error("cancelled")]
     Cancelled,
     /// A bug in ferry (a worker thread panicked); the job ended cleanly all the same.
@@ -264,8 +269,22 @@ pub struct Connection {
     buf: Vec<u8>,
     /// The rules saved file names follow.
     names: Os,
-    /// Answers to `verdict`s sent and not read yet: read (and dropped) before the next reply.
-    unread_acks: usize,
+    /// What the host's next frames answer, in the order the requests went out (a pipelining
+    /// caller sends several before reading): an acknowledgement of a `verdict` is read and
+    /// dropped, a reply goes to whoever reads it.
+    awaiting: VecDeque<Awaiting>,
+    /// Bytes of the requests in `awaiting`.
+    awaiting_bytes: usize,
+}
+
+/// One answer the host owes.
+#[derive(Debug, Clone, Copy)]
+struct Awaiting {
+    /// An acknowledgement of a `verdict` (`{"ok":true}`, or `unsupported` from an older host;
+    /// either is fine).
+    ack: bool,
+    /// The request's size on the wire.
+    bytes: usize,
 }
 
 impl Connection {
@@ -278,6 +297,18 @@ impl Connection {
         addr: &str,
         opts: &ConnectOptions,
         cancel: Option<&CancelToken>,
+    ) -> Result<Connection, ClientError> {
+        Self::connect_ahead(addr, opts, cancel, &[])
+    }
+
+    /// Connects, says hello, and sends `ahead` right behind it (in the same write when no PIN
+    /// exchange comes between, saving a round trip); their replies are to be read with
+    /// [`Connection::read_reply`].
+    pub(crate) fn connect_ahead(
+        addr: &str,
+        opts: &ConnectOptions,
+        cancel: Option<&CancelToken>,
+        ahead: &[Request],
     ) -> Result<Connection, ClientError> {
         let mut last = None;
         let mut stream = None;
@@ -332,10 +363,11 @@ impl Connection {
             out: Vec::new(),
             poisoned: false,
             buf: Vec::new(),
-            unread_acks: 0,
+            awaiting: VecDeque::new(),
+            awaiting_bytes: 0,
             names: opts.names,
         };
-        let result = conn.hello(opts);
+        let result = conn.hello(opts, ahead);
         if result.is_err() && cancel.is_some_and(CancelToken::is_cancelled) {
             return Err(ClientError::Cancelled);
         }
@@ -359,7 +391,7 @@ impl Connection {
     }
 
     /// `hello`, and on an encrypted connection with a PIN, the PIN exchange.
-    fn hello(&mut self, opts: &ConnectOptions) -> Result<(), ClientError> {
+    fn hello(&mut self, opts: &ConnectOptions, ahead: &[Request]) -> Result<(), ClientError> {
         let exporter = self.reader.get_ref().exporter();
         let instance = Some(instance_id().to_string());
         let (version, pake_state, hello) = match exporter {
@@ -381,7 +413,10 @@ impl Connection {
                 )
             }
         };
-        self.hello = match self.request::<HelloReply>(&hello)? {
+        // Without a PIN exchange nothing has to happen between hello and the first requests.
+        let with_hello = if pake_state.is_none() { ahead } else { &[] };
+        self.send_ahead(&[std::slice::from_ref(&hello), with_hello].concat())?;
+        self.hello = match self.read_reply::<HelloReply>()? {
             Ok(h) => h,
             Err(e) if e.error == ErrorCode::TlsRequired => return Err(ClientError::TlsRequired),
             Err(e) => return Err(ClientError::Refused(e)),
@@ -390,6 +425,7 @@ impl Connection {
             return Err(ClientError::Protocol(format!("the server speaks version {}", self.hello.version)));
         }
         let (Some(state), Some(exporter)) = (pake_state, exporter) else { return Ok(()) };
+        let ahead_after_pin = ahead;
         let (Some(msg_b), Some(host_confirm)) = (self.hello.pake.take(), self.hello.confirm.take()) else {
             return Err(ClientError::PinNotAsked);
         };
@@ -407,6 +443,9 @@ impl Connection {
         }
         if let Some(id) = &mut self.identity {
             id.pin_verified = true;
+        }
+        if !ahead_after_pin.is_empty() {
+            self.send_ahead(ahead_after_pin)?;
         }
         Ok(())
     }
@@ -448,43 +487,91 @@ impl Connection {
 
     /// Sends one request and reads its reply frame.
     fn request<T: serde::de::DeserializeOwned>(&mut self, req: &Request) -> Result<Result<T, ErrorReply>, ClientError> {
+        self.send_ahead(std::slice::from_ref(req))?;
+        self.read_reply()
+    }
+
+    /// Sends requests without waiting for their answers (pipelining: the host answers in
+    /// order), in one write. Each `verdict`'s acknowledgement is read and dropped on the way to
+    /// a later reply; every other request's reply must be read with [`Connection::read_reply`]
+    /// (and a `get`'s data section after it). A caller keeps what it has in flight small
+    /// ([`Connection::awaiting`]): it does not read while it writes, so the requests must fit
+    /// in the socket buffers.
+    pub(crate) fn send_ahead(&mut self, reqs: &[Request]) -> Result<(), ClientError> {
         use std::io::Write;
         if self.poisoned {
             return Err(ClientError::Lost("the connection was abandoned mid-transfer; connect again".into()));
         }
         self.out.clear();
-        frame::write_control(&mut self.out, req).expect("writing to a Vec cannot fail");
+        let mut sent = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let before = self.out.len();
+            frame::write_control(&mut self.out, req).expect("writing to a Vec cannot fail");
+            sent.push(Awaiting { ack: matches!(req, Request::Verdict { .. }), bytes: self.out.len() - before });
+        }
         let stream = self.reader.get_mut();
         stream.write_all(&self.out).and_then(|()| stream.flush()).map_err(|e| ClientError::from_io(e, self.timeout))?;
-        // Replies come in order: first those to the verdicts sent since the last request
-        // (`{"ok":true}`, or `unsupported` from an older server; either is fine).
-        while self.unread_acks > 0 {
+        self.awaiting_bytes += self.out.len();
+        self.awaiting.extend(sent);
+        Ok(())
+    }
+
+    /// Requests sent whose answers are not read yet, and their bytes on the wire.
+    pub(crate) fn awaiting(&self) -> (usize, usize) {
+        (self.awaiting.len(), self.awaiting_bytes)
+    }
+
+    /// Reads the next reply (after the acknowledgements of `verdict`s sent before its request).
+    pub(crate) fn read_reply<T: serde::de::DeserializeOwned>(&mut self) -> Result<Result<T, ErrorReply>, ClientError> {
+        loop {
+            let Some(next) = self.awaiting.pop_front() else {
+                return Err(ClientError::Protocol("no request is waiting for an answer".into()));
+            };
+            self.awaiting_bytes -= next.bytes;
+            let payload = frame::read_frame(&mut self.reader, MAX_RESPONSE_LEN)
+                .map_err(|e| ClientError::from_frame(e, self.timeout))?;
+            if !next.ack {
+                return parse_reply(&payload).map_err(|e| ClientError::Protocol(e.to_string()));
+            }
+        }
+    }
+
+    /// Reads the acknowledgements of the `verdict`s sent last, so the host has handled them
+    /// before the connection closes (none of them is a reply someone waits for).
+    pub(crate) fn read_acks(&mut self) -> Result<(), ClientError> {
+        while let Some(next) = self.awaiting.front().copied() {
+            if !next.ack {
+                return Err(ClientError::Protocol("a reply is still awaited".into()));
+            }
+            self.awaiting.pop_front();
+            self.awaiting_bytes -= next.bytes;
             frame::read_frame(&mut self.reader, MAX_RESPONSE_LEN)
                 .map_err(|e| ClientError::from_frame(e, self.timeout))?;
-            self.unread_acks -= 1;
         }
-        let payload = frame::read_frame(&mut self.reader, MAX_RESPONSE_LEN)
-            .map_err(|e| ClientError::from_frame(e, self.timeout))?;
-        parse_reply(&payload).map_err(|e| ClientError::Protocol(e.to_string()))
+        Ok(())
     }
 
     /// Tells the host how a transfer ended here (the protocol's `verdict`), without waiting for
     /// its answer: the host can then show the transfer as confirmed. Best effort: a host that
     /// is gone or does not know the op changes nothing here.
     fn send_verdict(&mut self, path: &str, md5: &Md5Digest, ok: bool) {
-        use std::io::Write;
-        self.out.clear();
-        let verdict = Request::Verdict { path: path.to_string(), md5: hex(md5), ok };
-        frame::write_control(&mut self.out, &verdict).expect("writing to a Vec cannot fail");
-        let stream = self.reader.get_mut();
-        if stream.write_all(&self.out).and_then(|()| stream.flush()).is_ok() {
-            self.unread_acks += 1;
-        }
+        let _ = self.send_ahead(&[verdict(path, md5, ok)]);
     }
 
     /// Lists a folder of the host (`""` is the hosted folder).
     pub fn list(&mut self, path: &str) -> Result<ListReply, ClientError> {
         self.request::<ListReply>(&Request::List { path: path.to_string() })?.map_err(ClientError::Server)
+    }
+
+    /// Downloads files and whole folders over this one connection, pipelined; see
+    /// [`tree`]. Problems with single files are in the summary; an error ends the whole job.
+    pub fn download_tree(
+        &mut self,
+        req: &TreeRequest,
+        cancel: &CancelToken,
+        update: &mut dyn FnMut(TreeUpdate),
+    ) -> Result<TreeSummary, ClientError> {
+        tree::download_tree(self, req, false, cancel, update)
     }
 
     /// Downloads one file; see [`DownloadRequest`] for what happens on disk.
@@ -514,6 +601,11 @@ impl Connection {
     ) -> Result<UploadOutcome, ClientError> {
         upload::upload(self, req, cancel, progress)
     }
+}
+
+/// The `verdict` request for a file: the MD5 computed here and whether the file was saved.
+pub(crate) fn verdict(path: &str, md5: &Md5Digest, ok: bool) -> Request {
+    Request::Verdict { path: path.to_string(), md5: hex(md5), ok }
 }
 
 /// This running client's instance id (32 hex digits, random, fixed for the process), sent in

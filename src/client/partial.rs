@@ -104,6 +104,24 @@ impl PartialRecord {
     }
 }
 
+impl PartialRecord {
+    /// [`PartialRecord::save`] where no record is expected (there is no partial file): written
+    /// in place and flushed, without a temporary file. A crash half-way leaves a record without
+    /// a partial file, which the next download of `dest` simply replaces; a record found there
+    /// after all is replaced by [`PartialRecord::save`], as it would have been.
+    pub fn save_new(&self, dest: &Path) -> Result<(), ClientError> {
+        let path = record_path(dest);
+        let mut json = serde_json::to_vec_pretty(self).expect("a record serialises");
+        json.push(b'\n');
+        let mut file = match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return self.save(dest),
+            Err(e) => return Err(ClientError::local("cannot create", &path)(e)),
+        };
+        file.write_all(&json).and_then(|()| file.sync_all()).map_err(ClientError::local("cannot write", &path))
+    }
+}
+
 /// Removes `dest`'s partial file and its record; only for a partial file known to be ferry's.
 pub(super) fn discard(dest: &Path) -> Result<(), ClientError> {
     let part = part_path(dest);
@@ -163,7 +181,16 @@ pub struct PartialLock {
 impl PartialLock {
     /// Claims `dest`'s partial file, or says that another download in this process has it.
     pub fn claim(dest: &Path) -> Result<PartialLock, ClientError> {
-        let key = identity(&part_path(dest));
+        Self::claim_key(identity(&part_path(dest)), dest)
+    }
+
+    /// [`PartialLock::claim`] for a `dest` whose folder's canonical path the caller already
+    /// knows (a folder download claims many files in few folders).
+    pub(super) fn claim_in(dest: &Path, canonical_folder: &Path) -> Result<PartialLock, ClientError> {
+        Self::claim_key(canonical_folder.join(folded_name(&part_path(dest))), dest)
+    }
+
+    fn claim_key(key: PathBuf, dest: &Path) -> Result<PartialLock, ClientError> {
         if in_use().get_or_insert_with(HashSet::new).insert(key.clone()) {
             Ok(PartialLock { key })
         } else {
@@ -180,14 +207,19 @@ impl Drop for PartialLock {
     }
 }
 
+/// The file name of `part`, in lower case where this system ignores case.
+fn folded_name(part: &Path) -> std::ffi::OsString {
+    let name = part.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    match name.to_str() {
+        Some(n) => names::fold(n, Os::current()).into(),
+        None => name,
+    }
+}
+
 /// One name for one partial file however its destination was spelled: the folder's canonical
 /// path (links resolved) and the file name, in lower case where this system ignores case.
 fn identity(part: &Path) -> PathBuf {
-    let name = part.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    let name = match name.to_str() {
-        Some(n) => names::fold(n, Os::current()).into(),
-        None => name,
-    };
+    let name = folded_name(part);
     let parent = match part.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

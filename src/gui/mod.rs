@@ -138,6 +138,16 @@ pub(crate) enum Command {
         remote: String,
         typed: String,
     },
+    /// Download the folder `remote` (recursively) into the folder typed in the save-as field.
+    DownloadFolder {
+        remote: String,
+        typed: String,
+    },
+    /// Download several files and folders in one job into the folder typed.
+    DownloadMany {
+        remotes: Vec<String>,
+        typed: String,
+    },
     Cancel(u64),
     Restart(u64),
     Dismiss(u64),
@@ -262,6 +272,14 @@ impl FerryApp {
                 } else {
                     self.start_download(remote, dest);
                 }
+            }
+            Command::DownloadFolder { remote, typed } => {
+                let into = self.resolve_dest(&typed);
+                self.client.download_folder(vec![remote], into);
+            }
+            Command::DownloadMany { remotes, typed } => {
+                let into = self.resolve_dest(&typed);
+                self.client.download_folder(remotes, into);
             }
             Command::Cancel(row) => self.client.cancel(row),
             Command::Restart(row) => self.client.restart(row),

@@ -68,18 +68,35 @@ pub(super) fn browser_ui(ui: &mut Ui, state: &State, tab: &mut ClientTab, dialog
     }
     ui.separator();
 
+    let chosen_before = listing.chosen.len();
     let keyed = keyboard(ui, listing, view);
     let list_height = (ui.available_height() - SAVE_BAR_HEIGHT).max(row_height * 2.0);
     let activated = rows_ui(ui, listing, view, row_height, name_w, list_height, filter);
+    if listing.chosen.len() != chosen_before && listing.chosen_entries().is_some() {
+        // Several chosen: they are saved into the download folder, each under its own name.
+        *save_as = expand_path(&state.download_dir).display().to_string();
+    }
     if let Some((idx, open)) = keyed.or(activated) {
+        let several = listing.chosen_entries().is_some() && open;
+        if !several {
+            listing.clear_chosen();
+        }
         let entry = &listing.entries[idx];
         if listing.selected.as_deref() != Some(entry.name.as_str()) || save_as.is_empty() {
             listing.selected = Some(entry.name.clone());
         }
-        if entry.kind == EntryKind::File {
-            fill_save_as(save_as, entry, &state.download_dir);
+        let entry = &listing.entries[idx];
+        match entry.kind {
+            _ if several => {}
+            EntryKind::File => fill_save_as(save_as, entry, &state.download_dir),
+            // A folder is saved into the download folder, under its own name.
+            EntryKind::Dir => *save_as = expand_path(&state.download_dir).display().to_string(),
+            EntryKind::Other => {}
         }
-        if open {
+        if several {
+            // Enter with several chosen: download them all.
+            out.push(Command::DownloadMany { remotes: chosen_paths(listing), typed: save_as.clone() });
+        } else if open {
             let remote = join(&listing.path, &entry.name);
             match entry.kind {
                 EntryKind::Dir => out.push(Command::List(remote)),
@@ -239,8 +256,13 @@ fn keyboard(ui: &Ui, listing: &mut Listing, view: &mut ViewState) -> Option<(usi
     if !view.row_focused {
         return None;
     }
+    let all = ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, Key::A));
     let (down, up, enter) =
         ui.input(|i| (i.key_pressed(Key::ArrowDown), i.key_pressed(Key::ArrowUp), i.key_pressed(Key::Enter)));
+    if all {
+        listing.choose_all();
+        return None;
+    }
     let delta = down as isize - up as isize;
     if delta != 0 {
         view.focus_selected = true;
@@ -305,6 +327,8 @@ fn rows_ui(
         return None;
     }
     let mut activated = None;
+    // A ctrl/cmd-click (false) or shift-click (true) on an entry.
+    let mut chose: Option<(usize, bool)> = None;
     let mut focused = false;
     let output = ui.scope(|ui| {
         ui.spacing_mut().item_spacing.y = 0.0;
@@ -314,9 +338,10 @@ fn rows_ui(
             for i in rows {
                 let idx = listing.view()[i];
                 let entry = &listing.entries[idx];
-                let selected = listing.selected.as_deref() == Some(entry.name.as_str());
+                let selected = listing.is_selected(idx);
+                let cursor = listing.selected.as_deref() == Some(entry.name.as_str());
                 let r = entry_row_ui(ui, entry, selected, i == tab_stop, row_height, name_w);
-                if selected && view.focus_selected {
+                if cursor && view.focus_selected {
                     r.request_focus();
                 }
                 if r.has_focus() {
@@ -324,9 +349,18 @@ fn rows_ui(
                     let filter = egui::EventFilter { vertical_arrows: true, ..Default::default() };
                     ui.memory_mut(|m| m.set_focus_lock_filter(r.id, filter));
                 }
+                let modifiers = ui.input(|i| i.modifiers);
+                if r.clicked() {
+                    // The keys (arrows, Enter, select all) then act on the list.
+                    r.request_focus();
+                }
                 if r.double_clicked() {
                     activated = Some((idx, true));
-                } else if r.clicked() || (r.gained_focus() && !selected) {
+                } else if r.clicked() && modifiers.command {
+                    chose = Some((idx, false));
+                } else if r.clicked() && modifiers.shift {
+                    chose = Some((idx, true));
+                } else if r.clicked() || (r.gained_focus() && !cursor) {
                     activated = Some((idx, false));
                 }
             }
@@ -337,6 +371,11 @@ fn rows_ui(
     view.viewport = output.inner_rect.height();
     view.row_focused = focused;
     view.focus_selected = false;
+    match chose {
+        Some((idx, false)) => listing.toggle(idx),
+        Some((idx, true)) => listing.extend_to(idx),
+        None => {}
+    }
     activated
 }
 
@@ -400,9 +439,82 @@ fn entry_row_ui(
     response
 }
 
+/// The host paths of the entries chosen together.
+fn chosen_paths(listing: &Listing) -> Vec<String> {
+    listing.chosen_entries().unwrap_or_default().iter().map(|e| join(&listing.path, &e.name)).collect()
+}
+
+/// For several chosen entries: the folder to save them into, and Download N items.
+fn many_bar_ui(
+    ui: &mut Ui,
+    listing: &Listing,
+    count: usize,
+    into: &mut String,
+    dialog_open: bool,
+    out: &mut Vec<Command>,
+) {
+    let (_, rect) = ui.allocate_space(vec2(ui.available_width(), SAVE_BAR_HEIGHT));
+    ui.scope_builder(egui::UiBuilder::new().max_rect(rect).layout(Layout::top_down(Align::Min)), |ui| {
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            let label = ui.label("Save into");
+            let field = egui::TextEdit::singleline(into)
+                .hint_text("the folder to save them in")
+                .desired_width((ui.available_width() - 150.0).max(120.0));
+            ui.add(field).labelled_by(label.id);
+            let button = egui::Button::new(RichText::new(format!("Download {count} items")).strong())
+                .min_size(vec2(130.0, 24.0));
+            let enabled = !dialog_open && !into.trim().is_empty();
+            let hint = "Download them all in one go (folders whole), every file MD5-verified";
+            if ui.add_enabled(enabled, button).on_hover_text(hint).clicked() {
+                out.push(Command::DownloadMany { remotes: chosen_paths(listing), typed: into.clone() });
+            }
+        });
+        ui.weak(
+            "Ctrl-click (Cmd-click on a Mac) adds or removes one, Shift-click a range, Ctrl+A all; a plain click selects one.",
+        );
+    });
+}
+
+/// For a selected folder: the folder to save it into, and Download folder.
+fn folder_bar_ui(
+    ui: &mut Ui,
+    listing: &Listing,
+    folder: &Entry,
+    into: &mut String,
+    dialog_open: bool,
+    out: &mut Vec<Command>,
+) {
+    let (_, rect) = ui.allocate_space(vec2(ui.available_width(), SAVE_BAR_HEIGHT));
+    ui.scope_builder(egui::UiBuilder::new().max_rect(rect).layout(Layout::top_down(Align::Min)), |ui| {
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            let label = ui.label("Save into");
+            let field = egui::TextEdit::singleline(into)
+                .hint_text("the folder to save it in")
+                .desired_width((ui.available_width() - 150.0).max(120.0));
+            ui.add(field).labelled_by(label.id);
+            let button = egui::Button::new(RichText::new("Download folder").strong()).min_size(vec2(130.0, 24.0));
+            let enabled = !dialog_open && !into.trim().is_empty();
+            let hint = "Download the whole folder, every file MD5-verified";
+            if ui.add_enabled(enabled, button).on_hover_text(hint).clicked() {
+                out.push(Command::DownloadFolder { remote: join(&listing.path, &folder.name), typed: into.clone() });
+            }
+        });
+        ui.weak("A folder downloads with everything in it, empty folders too. Double-click or Enter opens it.");
+    });
+}
+
 /// Save as and Download, always in the same place under the list; disabled until a file is
 /// selected.
 fn save_bar_ui(ui: &mut Ui, listing: &Listing, save_as: &mut String, dialog_open: bool, out: &mut Vec<Command>) {
+    if let Some(chosen) = listing.chosen_entries() {
+        return many_bar_ui(ui, listing, chosen.len(), save_as, dialog_open, out);
+    }
+    let folder = listing.selected_folder();
+    if let Some(folder) = folder {
+        return folder_bar_ui(ui, listing, folder, save_as, dialog_open, out);
+    }
     let selected = listing.selected_file();
     let (_, rect) = ui.allocate_space(vec2(ui.available_width(), SAVE_BAR_HEIGHT));
     ui.scope_builder(egui::UiBuilder::new().max_rect(rect).layout(Layout::top_down(Align::Min)), |ui| {

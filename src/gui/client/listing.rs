@@ -40,14 +40,25 @@ pub(crate) struct Listing {
     view: Vec<usize>,
     /// The filter and order `view` was computed for.
     view_of: Option<(String, Sort)>,
-    /// The selected entry's name.
+    /// The selected entry's name: the cursor, and the anchor of a shift-click range.
     pub selected: Option<String>,
+    /// Several entries chosen at once (ctrl/cmd-click, shift-click, select all), in entry
+    /// order; empty when one entry (`selected`) is all that is chosen.
+    pub chosen: Vec<usize>,
 }
 
 impl Listing {
     pub fn new(reply: ListReply) -> Self {
         let lower = reply.entries.iter().map(|e| e.name.to_lowercase()).collect();
-        Listing { path: reply.path, entries: reply.entries, lower, view: Vec::new(), view_of: None, selected: None }
+        Listing {
+            path: reply.path,
+            entries: reply.entries,
+            lower,
+            view: Vec::new(),
+            view_of: None,
+            selected: None,
+            chosen: Vec::new(),
+        }
     }
 
     /// Recomputes the visible rows if the filter or the order changed.
@@ -73,10 +84,72 @@ impl Listing {
         self.view.iter().position(|&i| self.entries[i].name == name)
     }
 
+    /// Whether the entry `idx` is selected (the cursor, or one of several chosen).
+    pub fn is_selected(&self, idx: usize) -> bool {
+        if self.chosen.is_empty() {
+            self.selected.as_deref() == Some(self.entries[idx].name.as_str())
+        } else {
+            self.chosen.binary_search(&idx).is_ok()
+        }
+    }
+
+    /// Ctrl/cmd-click: adds the entry `idx` to the chosen ones, or takes it out (the entry
+    /// selected before counts as chosen); it becomes the cursor.
+    pub fn toggle(&mut self, idx: usize) {
+        if self.chosen.is_empty()
+            && let Some(row) = self.selected_row()
+        {
+            self.chosen.push(self.view[row]);
+        }
+        match self.chosen.binary_search(&idx) {
+            Ok(at) => {
+                self.chosen.remove(at);
+            }
+            Err(at) => self.chosen.insert(at, idx),
+        }
+        self.selected = Some(self.entries[idx].name.clone());
+    }
+
+    /// Shift-click: chooses the visible rows from the cursor to the entry `idx`.
+    pub fn extend_to(&mut self, idx: usize) {
+        let Some(target) = self.view.iter().position(|&i| i == idx) else { return };
+        let anchor = self.selected_row().unwrap_or(target);
+        let (from, to) = if anchor <= target { (anchor, target) } else { (target, anchor) };
+        let mut chosen: Vec<usize> = self.view[from..=to].to_vec();
+        chosen.sort_unstable();
+        self.chosen = chosen;
+        if self.selected.is_none() {
+            self.selected = Some(self.entries[idx].name.clone());
+        }
+    }
+
+    /// Select all: every visible row.
+    pub fn choose_all(&mut self) {
+        let mut chosen = self.view.clone();
+        chosen.sort_unstable();
+        self.chosen = chosen;
+    }
+
+    /// Back to one selected entry.
+    pub fn clear_chosen(&mut self) {
+        self.chosen.clear();
+    }
+
+    /// The entries chosen together, when there are at least two.
+    pub fn chosen_entries(&self) -> Option<Vec<&Entry>> {
+        (self.chosen.len() >= 2).then(|| self.chosen.iter().map(|&i| &self.entries[i]).collect())
+    }
+
     /// The selected entry, if it is a file.
     pub fn selected_file(&self) -> Option<&Entry> {
         let name = self.selected.as_deref()?;
         self.entries.iter().find(|e| e.name == name && e.kind == EntryKind::File)
+    }
+
+    /// The selected entry, if it is a folder.
+    pub fn selected_folder(&self) -> Option<&Entry> {
+        let name = self.selected.as_deref()?;
+        self.entries.iter().find(|e| e.name == name && e.kind == EntryKind::Dir)
     }
 
     /// Selects the visible row `delta` rows away from the selected one (the first or last when
@@ -165,6 +238,29 @@ mod tests {
 
     fn names(l: &Listing) -> Vec<&str> {
         l.view().iter().map(|&i| l.entries[i].name.as_str()).collect()
+    }
+
+    #[test]
+    fn ctrl_click_shift_click_and_select_all_choose_several() {
+        let mut l = listing(["a", "b", "c", "d", "e"].iter().map(|n| entry(n, EntryKind::File, 1, 0)).collect());
+        l.update_view("", Sort::default());
+        l.selected = Some("b".into());
+        assert!(l.chosen_entries().is_none(), "one selected entry is not a choice of several");
+        l.toggle(3); // ctrl-click d: b and d
+        let names = |l: &Listing| l.chosen_entries().unwrap().iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&l), ["b", "d"]);
+        assert!(l.is_selected(1) && l.is_selected(3) && !l.is_selected(2));
+        l.toggle(1); // ctrl-click b again: out, and b is the cursor
+        assert!(l.chosen_entries().is_none() && l.is_selected(3) && !l.is_selected(1));
+        l.extend_to(4); // shift-click e, from the cursor b: b..e
+        assert_eq!(names(&l), ["b", "c", "d", "e"]);
+        l.extend_to(0); // and to a: a..b
+        assert_eq!(names(&l), ["a", "b"]);
+        l.update_view("", Sort { key: SortKey::Name, descending: true });
+        l.choose_all();
+        assert_eq!(names(&l), ["a", "b", "c", "d", "e"], "in entry order whatever the view's");
+        l.clear_chosen();
+        assert!(l.chosen_entries().is_none());
     }
 
     #[test]

@@ -153,6 +153,16 @@ impl ClientTab {
         });
     }
 
+    /// Downloads the folders and files `remotes` into the folder `into`, in one job, every
+    /// file verified.
+    pub fn download_folder(&mut self, remotes: Vec<String>, into: PathBuf) {
+        let Some(s) = &self.sessions.current else {
+            self.sessions.error = Some("Connect to a host first.".into());
+            return;
+        };
+        self.transfers.start_folder(&self.jobs, &s.addr, &s.opts, remotes, into);
+    }
+
     /// Starts a download again (resuming what arrived), with the browsed connection's PIN
     /// when it is to the same host.
     pub fn restart(&mut self, row: u64) {

@@ -4,10 +4,11 @@
 use egui::{Align, Layout, RichText, Stroke, Ui};
 
 use super::transfers::{Download, Phase, Transfers};
+use crate::client::{FileReport, FileResult};
 use crate::gui::verdict::{self, Verdict, verdict_ui, verdict_ui_labelled};
 use crate::gui::{Command, format};
-use crate::protocol::hex;
 use crate::protocol::path::Escaped;
+use crate::protocol::{Md5Digest, hex};
 
 pub(super) fn transfers_ui(ui: &mut Ui, transfers: &Transfers, out: &mut Vec<Command>) {
     ui.horizontal(|ui| {
@@ -29,8 +30,13 @@ pub(super) fn transfers_ui(ui: &mut Ui, transfers: &Transfers, out: &mut Vec<Com
         for d in &transfers.rows {
             // The frame takes the verdict's colour, so it reads at a glance.
             let mut frame = egui::Frame::group(ui.style()).inner_margin(10.0);
-            if let Phase::Done { verdict: v, .. } = &d.phase {
-                let color = if v.is_ok() { verdict::good_text(ui) } else { verdict::bad_text(ui) };
+            let ok = match &d.phase {
+                Phase::Done { verdict: v, .. } => Some(v.is_ok()),
+                Phase::FolderDone { problems, .. } => Some(problems.is_empty()),
+                _ => None,
+            };
+            if let Some(ok) = ok {
+                let color = if ok { verdict::good_text(ui) } else { verdict::bad_text(ui) };
                 frame = frame.stroke(Stroke::new(2.0, color));
             }
             frame.show(ui, |ui| {
@@ -67,6 +73,10 @@ fn buttons_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
                 }
                 Phase::Cancelled { .. } | Phase::Failed { .. } => Some(("Retry", "Try again")),
                 Phase::Done { verdict: Verdict::Mismatch { .. }, .. } => Some(("Download again", "Try again")),
+                Phase::FolderDone { problems, .. } if !problems.is_empty() => Some((
+                    "Retry failed",
+                    "Try the files that failed again (verified ones are checked, not downloaded)",
+                )),
                 Phase::Kept => Some(("Download again", "Ask again whether to replace the existing file")),
                 _ => None,
             };
@@ -113,6 +123,9 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
             let frac = if d.total == 0 { 0.0 } else { d.done as f32 / d.total as f32 };
             ui.add(egui::ProgressBar::new(frac).show_percentage().desired_height(20.0));
             let mut line = format!("{} of {}", format::size(d.done), format::size(d.total));
+            if d.folder {
+                line = format!("{} of {} files  ·  {line}", d.files.0, d.files.1);
+            }
             if d.total > 0 && d.done == d.total {
                 line += "  ·  checking the MD5…";
             } else {
@@ -206,6 +219,41 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
         Phase::Kept => {
             ui.weak(format!("Not downloaded: kept the existing {}.", d.dest.display()));
         }
+        Phase::FolderDone { verified, problems, fingerprint } => {
+            folder_verdict_ui(ui, d, *verified, problems, fingerprint)
+        }
+    }
+}
+
+/// A folder's one verdict: all verified (green, with the folder's fingerprint), or which files
+/// did not and why.
+fn folder_verdict_ui(ui: &mut Ui, d: &Download, verified: usize, problems: &[FileReport], fingerprint: &Md5Digest) {
+    ui.horizontal(|ui| {
+        verdict::mark_ui(ui, problems.is_empty(), 22.0);
+        if problems.is_empty() {
+            let files = if verified == 1 { "1 file" } else { &format!("{verified} files") };
+            ui.colored_label(verdict::good_text(ui), RichText::new(format!("{files}, all MD5 verified")).strong());
+        } else {
+            let headline = format!("{} of {} files did not verify", problems.len(), verified + problems.len());
+            ui.colored_label(verdict::bad_text(ui), RichText::new(headline).strong());
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.weak("Folder fingerprint");
+        verdict::fingerprint_ui(ui, fingerprint, 16.0);
+        ui.weak(hex(fingerprint));
+    });
+    ui.weak(format!("Saved into {}", d.dest.display()));
+    for p in problems.iter().take(8) {
+        let why = match &p.result {
+            FileResult::Mismatch { .. } => "damaged in transit, not saved".to_string(),
+            FileResult::Failed(why) => why.clone(),
+            _ => continue,
+        };
+        ui.colored_label(verdict::bad_text(ui), format!("{}: {}", Escaped(&p.rel), Escaped(&why)));
+    }
+    if problems.len() > 8 {
+        ui.weak(format!("and {} more", problems.len() - 8));
     }
 }
 

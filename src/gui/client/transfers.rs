@@ -5,8 +5,12 @@ use std::path::PathBuf;
 
 use super::session::describe;
 use crate::client::jobs::{EventKind, JobHandle, JobId, Jobs};
-use crate::client::{ClientError, ConnectOptions, DownloadRequest, UploadRequest, part_path, record_path};
+use crate::client::{
+    ClientError, ConnectOptions, DownloadRequest, FileReport, TreeLimits, TreeRequest, UploadRequest, part_path,
+    record_path,
+};
 use crate::gui::verdict::Verdict;
+use crate::protocol::Md5Digest;
 use crate::protocol::path::Escaped;
 
 /// Where a download stands.
@@ -30,6 +34,13 @@ pub(crate) enum Phase {
     Exists,
     /// The person chose to keep the existing file.
     Kept,
+    /// A folder download ran to its end: how many files verified, which did not, and the
+    /// folder's fingerprint (MD5 of its manifest).
+    FolderDone {
+        verified: usize,
+        problems: Vec<FileReport>,
+        fingerprint: Md5Digest,
+    },
 }
 
 /// One row of the Downloads list.
@@ -51,6 +62,12 @@ pub(crate) struct Download {
     pub bytes_per_sec: f64,
     /// Restarted with a partial file to check before new bytes arrive.
     pub resuming: bool,
+    /// A folder (or several files and folders) in one job: `dest` is the folder they are
+    /// saved into, `paths` what was asked for.
+    pub folder: bool,
+    pub paths: Vec<String>,
+    /// Files finished and planned, for a folder download.
+    pub files: (u64, u64),
 }
 
 impl Download {
@@ -59,6 +76,13 @@ impl Download {
     }
 
     pub fn name(&self) -> String {
+        if self.folder {
+            if self.paths.len() > 1 {
+                return format!("{} items", self.paths.len());
+            }
+            let name = self.remote.rsplit('/').next().unwrap_or(&self.remote);
+            return Escaped(name).to_string();
+        }
         let name = self.dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         Escaped(&name).to_string()
     }
@@ -83,15 +107,34 @@ impl Transfers {
 
     /// Starts downloading `remote` from `addr` into `dest`.
     pub fn start(&mut self, jobs: &Jobs, addr: &str, opts: &ConnectOptions, remote: String, dest: PathBuf) {
-        self.begin(jobs, addr, opts, remote, dest, false);
+        self.begin(jobs, addr, opts, remote, dest, false, Vec::new());
     }
 
     /// Starts uploading the local file `local` to `remote` on `addr`.
     pub fn start_upload(&mut self, jobs: &Jobs, addr: &str, opts: &ConnectOptions, local: PathBuf, remote: String) {
-        self.begin(jobs, addr, opts, remote, local, true);
+        self.begin(jobs, addr, opts, remote, local, true, Vec::new());
     }
 
-    fn begin(&mut self, jobs: &Jobs, addr: &str, opts: &ConnectOptions, remote: String, dest: PathBuf, upload: bool) {
+    /// Starts downloading the folders and files `paths` (folders recursively, every file
+    /// verified) into the folder `into`, in one job.
+    pub fn start_folder(&mut self, jobs: &Jobs, addr: &str, opts: &ConnectOptions, paths: Vec<String>, into: PathBuf) {
+        let remote = paths.join(", ");
+        self.begin(jobs, addr, opts, remote, into, false, paths);
+    }
+
+    /// `paths` empty: one file, `remote`; else a folder job for `paths`.
+    #[allow(clippy::too_many_arguments)]
+    fn begin(
+        &mut self,
+        jobs: &Jobs,
+        addr: &str,
+        opts: &ConnectOptions,
+        remote: String,
+        dest: PathBuf,
+        upload: bool,
+        paths: Vec<String>,
+    ) {
+        let folder = !paths.is_empty();
         self.next_row += 1;
         let mut d = Download {
             row: self.next_row,
@@ -108,6 +151,9 @@ impl Transfers {
             total: 0,
             bytes_per_sec: 0.0,
             resuming: false,
+            folder,
+            paths,
+            files: (0, 0),
         };
         start_job(jobs, &mut d);
         self.rows.insert(0, d);
@@ -237,7 +283,27 @@ impl Transfers {
             EventKind::Failed(ClientError::Exists(_)) => d.phase = Phase::Exists,
             EventKind::Failed(error) => d.phase = Phase::Failed { message: describe(&error) },
             EventKind::Cancelled { part } => d.phase = Phase::Cancelled { part },
-            EventKind::Listing(_) | EventKind::ListFailed { .. } | EventKind::Closed => {}
+            EventKind::Listing(_) | EventKind::ListFailed { .. } | EventKind::Closed | EventKind::TreeFiles(_) => {}
+            EventKind::TreePlanned { files, bytes, .. } => {
+                d.phase = Phase::Running;
+                d.files = (0, files);
+                d.total = bytes;
+            }
+            EventKind::TreeProgress { files_done, files_total, done, total, bytes_per_sec } => {
+                d.phase = Phase::Running;
+                d.files = (files_done, files_total);
+                d.done = done;
+                d.total = total;
+                d.bytes_per_sec = bytes_per_sec;
+            }
+            EventKind::TreeFinished(summary) => {
+                d.done = d.total;
+                d.phase = Phase::FolderDone {
+                    verified: summary.manifest.len(),
+                    fingerprint: summary.manifest.fingerprint(),
+                    problems: summary.problems,
+                };
+            }
         }
         self.ask_next();
     }
@@ -264,6 +330,14 @@ fn start_job(jobs: &Jobs, d: &mut Download) {
     let job = if d.upload {
         let req = UploadRequest { local: d.dest.clone(), path: d.remote.clone(), mkdirs: true };
         jobs.upload(&d.addr, &d.opts, req)
+    } else if d.folder {
+        let req = TreeRequest {
+            paths: d.paths.clone(),
+            dest: d.dest.clone(),
+            overwrite: d.overwrite,
+            limits: TreeLimits::default(),
+        };
+        jobs.download_tree(&d.addr, &d.opts, req)
     } else {
         let req = DownloadRequest { path: d.remote.clone(), dest: d.dest.clone(), overwrite: d.overwrite };
         jobs.download(&d.addr, &d.opts, req)
