@@ -85,6 +85,10 @@ impl KnownHosts {
     /// Remembers `fingerprint` for `key`, replacing an earlier line for the same host and
     /// keeping every other line (comments included) as it was.
     pub fn remember(&self, key: &str, fingerprint: Fingerprint) -> io::Result<()> {
+        // One at a time within this process (a browsing connection and a download can meet a
+        // new host at the same moment): the file is read, changed and replaced as a whole.
+        static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = WRITING.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.read()?;
         let mut out = String::with_capacity(old.len() + 100);
         if old.is_empty() {
@@ -128,6 +132,30 @@ fn parse_line(line: &str) -> Option<(&str, Fingerprint)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_remembered_at_once_from_several_threads_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let known = std::sync::Arc::new(KnownHosts::new(dir.path().join("known_hosts")));
+        let threads: Vec<_> = (0..8u8)
+            .map(|i| {
+                let known = known.clone();
+                std::thread::spawn(move || {
+                    for j in 0..20u8 {
+                        known.remember(&format!("10.0.{i}.{j}:7878"), Fingerprint([i ^ j; 32])).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for i in 0..8u8 {
+            for j in 0..20u8 {
+                assert_eq!(known.lookup(&format!("10.0.{i}.{j}:7878")).unwrap(), Some(Fingerprint([i ^ j; 32])));
+            }
+        }
+    }
 
     #[test]
     fn keys_make_the_port_explicit() {
