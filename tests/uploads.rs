@@ -324,6 +324,11 @@ fn a_cancelled_put_leaves_the_host_its_part_and_the_same_command_resumes() {
     // The host is receiving (the relay holds the rest back) when the person presses Ctrl-C.
     wait_for(&srv.events, LONG, |e| matches!(e, ServerEvent::UploadStarted { .. }));
     err.wait_for(LONG, |l| l.contains('%'));
+    // Bytes have reached the host's partial file (the client's first progress line can come
+    // before any has: Ctrl-C then would leave the host nothing to keep).
+    let part = srv.root().join("c.bin.ferry-upload");
+    let arrived = wait_until(LONG, || std::fs::metadata(&part).is_ok_and(|m| m.len() > 0));
+    assert!(arrived, "no byte reached the host's partial file");
     interrupt(&child);
     let status = wait_exit(&mut child, LONG);
     assert_eq!(status.code(), Some(1));
