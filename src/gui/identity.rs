@@ -32,7 +32,7 @@ pub fn identity_ui(ui: &mut Ui, fp: &Fingerprint) {
     ui.vertical(|ui| {
         let groups = fp.groups();
         strip_ui(ui, fp, 18.0).on_hover_text("Compare these colours with the other screen");
-        ui.add(egui::Label::new(RichText::new(format!("identity: {groups}")).monospace().small()).selectable(true));
+        ui.add(egui::Label::new(RichText::new(format!("identity: {groups}")).monospace()).selectable(true));
     });
 }
 
