@@ -205,41 +205,47 @@ impl Jobs {
 
     /// Downloads one file on a connection of its own.
     pub fn download(&self, addr: &str, opts: &ConnectOptions, req: DownloadRequest) -> JobHandle {
-        let (id, mut emitter) = self.emitter();
-        let cancel = CancelToken::new();
-        let (addr, opts, token) = (addr.to_string(), opts.clone(), cancel.clone());
-        let thread = thread::Builder::new()
-            .name(format!("ferry-get-{id}"))
-            .spawn(move || run_download(&addr, &opts, &req, &token, &mut |kind| emitter.emit(kind)))
-            .expect("spawn download thread");
-        JobHandle { id, cancel, thread: Some(thread) }
+        let (addr, opts) = (addr.to_string(), opts.clone());
+        self.spawn_job("get", "download", move |token, emitter| {
+            run_download(&addr, &opts, &req, token, &mut |kind| emitter.emit(kind))
+        })
     }
 
     /// Uploads one file on a connection of its own; it ends in `Uploaded`, `UploadMismatch`,
     /// `Failed` or `Cancelled` (a cancelled upload leaves the host its partial file, which the
     /// same upload later resumes).
     pub fn upload(&self, addr: &str, opts: &ConnectOptions, req: UploadRequest) -> JobHandle {
-        let (id, mut emitter) = self.emitter();
-        let cancel = CancelToken::new();
-        let (addr, opts, token) = (addr.to_string(), opts.clone(), cancel.clone());
-        let thread = thread::Builder::new()
-            .name(format!("ferry-put-{id}"))
-            .spawn(move || run_upload(&addr, &opts, &req, &token, &mut |kind| emitter.emit(kind)))
-            .expect("spawn upload thread");
-        JobHandle { id, cancel, thread: Some(thread) }
+        let (addr, opts) = (addr.to_string(), opts.clone());
+        self.spawn_job("put", "upload", move |token, emitter| {
+            run_upload(&addr, &opts, &req, token, &mut |kind| emitter.emit(kind))
+        })
     }
 
     /// Downloads files and whole folders on one connection of its own (pipelined, see
     /// [`super::tree`]). Ends in `TreeFinished` (each file's verdict inside), `Failed` or
     /// `Cancelled`.
     pub fn download_tree(&self, addr: &str, opts: &ConnectOptions, req: TreeRequest) -> JobHandle {
+        let (addr, opts) = (addr.to_string(), opts.clone());
+        self.spawn_job("tree", "folder download", move |token, emitter| {
+            run_tree(&addr, &opts, &req, token, &mut |kind| emitter.emit(kind))
+        })
+    }
+
+    /// Runs `job` on a thread of its own (`ferry-NAME-ID`) with the job's cancel token and
+    /// emitter (which ends the job with one terminal event even if `job` panics).
+    fn spawn_job(
+        &self,
+        name: &str,
+        what: &str,
+        job: impl FnOnce(&CancelToken, &mut Emitter) + Send + 'static,
+    ) -> JobHandle {
         let (id, mut emitter) = self.emitter();
         let cancel = CancelToken::new();
-        let (addr, opts, token) = (addr.to_string(), opts.clone(), cancel.clone());
+        let token = cancel.clone();
         let thread = thread::Builder::new()
-            .name(format!("ferry-tree-{id}"))
-            .spawn(move || run_tree(&addr, &opts, &req, &token, &mut |kind| emitter.emit(kind)))
-            .expect("spawn folder download thread");
+            .name(format!("ferry-{name}-{id}"))
+            .spawn(move || job(&token, &mut emitter))
+            .unwrap_or_else(|e| panic!("spawn {what} thread: {e}"));
         JobHandle { id, cancel, thread: Some(thread) }
     }
 
