@@ -453,27 +453,15 @@ fn many_bar_ui(
     dialog_open: bool,
     out: &mut Vec<Command>,
 ) {
-    let (_, rect) = ui.allocate_space(vec2(ui.available_width(), SAVE_BAR_HEIGHT));
-    ui.scope_builder(egui::UiBuilder::new().max_rect(rect).layout(Layout::top_down(Align::Min)), |ui| {
-        ui.add_space(4.0);
-        ui.horizontal(|ui| {
-            let label = ui.label("Save into");
-            let field = egui::TextEdit::singleline(into)
-                .hint_text("the folder to save them in")
-                .desired_width((ui.available_width() - 150.0).max(120.0));
-            ui.add(field).labelled_by(label.id);
-            let button = egui::Button::new(RichText::new(format!("Download {count} items")).strong())
-                .min_size(vec2(130.0, 24.0));
-            let enabled = !dialog_open && !into.trim().is_empty();
-            let hint = "Download them all in one go (folders whole), every file MD5-verified";
-            if ui.add_enabled(enabled, button).on_hover_text(hint).clicked() {
-                out.push(Command::DownloadMany { remotes: chosen_paths(listing), typed: into.clone() });
-            }
-        });
-        ui.weak(
-            "Ctrl-click (Cmd-click on a Mac) adds or removes one, Shift-click a range, Ctrl+A all; a plain click selects one.",
-        );
-    });
+    let bar = SaveIntoBar {
+        placeholder: "the folder to save them in",
+        button: format!("Download {count} items"),
+        hover: "Download them all in one go (folders whole), every file MD5-verified",
+        note: "Ctrl-click (Cmd-click on a Mac) adds or removes one, Shift-click a range, Ctrl+A all; a plain click selects one.",
+    };
+    if bar.ui(ui, into, dialog_open) {
+        out.push(Command::DownloadMany { remotes: chosen_paths(listing), typed: into.clone() });
+    }
 }
 
 /// For a selected folder: the folder to save it into, and Download folder.
@@ -485,24 +473,47 @@ fn folder_bar_ui(
     dialog_open: bool,
     out: &mut Vec<Command>,
 ) {
-    let (_, rect) = ui.allocate_space(vec2(ui.available_width(), SAVE_BAR_HEIGHT));
-    ui.scope_builder(egui::UiBuilder::new().max_rect(rect).layout(Layout::top_down(Align::Min)), |ui| {
-        ui.add_space(4.0);
-        ui.horizontal(|ui| {
-            let label = ui.label("Save into");
-            let field = egui::TextEdit::singleline(into)
-                .hint_text("the folder to save it in")
-                .desired_width((ui.available_width() - 150.0).max(120.0));
-            ui.add(field).labelled_by(label.id);
-            let button = egui::Button::new(RichText::new("Download folder").strong()).min_size(vec2(130.0, 24.0));
-            let enabled = !dialog_open && !into.trim().is_empty();
-            let hint = "Download the whole folder, every file MD5-verified";
-            if ui.add_enabled(enabled, button).on_hover_text(hint).clicked() {
-                out.push(Command::DownloadFolder { remote: join(&listing.path, &folder.name), typed: into.clone() });
-            }
+    let bar = SaveIntoBar {
+        placeholder: "the folder to save it in",
+        button: "Download folder".into(),
+        hover: "Download the whole folder, every file MD5-verified",
+        note: "A folder downloads with everything in it, empty folders too. Double-click or Enter opens it.",
+    };
+    if bar.ui(ui, into, dialog_open) {
+        out.push(Command::DownloadFolder { remote: join(&listing.path, &folder.name), typed: into.clone() });
+    }
+}
+
+/// The bar under the list for downloads into a folder: "Save into", the field, the button and
+/// a note below them.
+struct SaveIntoBar {
+    placeholder: &'static str,
+    button: String,
+    hover: &'static str,
+    note: &'static str,
+}
+
+impl SaveIntoBar {
+    /// Draws the bar; whether the button was clicked.
+    fn ui(self, ui: &mut Ui, into: &mut String, dialog_open: bool) -> bool {
+        let mut clicked = false;
+        let (_, rect) = ui.allocate_space(vec2(ui.available_width(), SAVE_BAR_HEIGHT));
+        ui.scope_builder(egui::UiBuilder::new().max_rect(rect).layout(Layout::top_down(Align::Min)), |ui| {
+            ui.add_space(4.0);
+            ui.horizontal(|ui| {
+                let label = ui.label("Save into");
+                let field = egui::TextEdit::singleline(into)
+                    .hint_text(self.placeholder)
+                    .desired_width((ui.available_width() - 150.0).max(120.0));
+                ui.add(field).labelled_by(label.id);
+                let button = egui::Button::new(RichText::new(self.button).strong()).min_size(vec2(130.0, 24.0));
+                let enabled = !dialog_open && !into.trim().is_empty();
+                clicked = ui.add_enabled(enabled, button).on_hover_text(self.hover).clicked();
+            });
+            ui.weak(self.note);
         });
-        ui.weak("A folder downloads with everything in it, empty folders too. Double-click or Enter opens it.");
-    });
+        clicked
+    }
 }
 
 /// Save as and Download, always in the same place under the list; disabled until a file is
