@@ -224,12 +224,8 @@ fn server_stopped_mid_download_then_resumed_to_a_verified_file() {
 }
 
 #[test]
-// Known defect on Windows, not a test problem: cancel shuts the socket down, and on Windows that
-// does not wake a read blocked on it (rust-lang/rust#121594), so a cancelled stalled download
-// ends only at the read timeout. Under Wine it passed once and failed once (5 s) on 2026-11-26.
-// The fix is the client-side twin of server/stop_aware.rs (reads in slices that look at the
-// cancel flag); until then this stays Linux/macOS-only so CI's Wine step is not a coin toss.
-#[cfg_attr(windows, ignore = "cancel does not wake a blocked read on Windows (rust-lang/rust#121594); see comment")]
+// On Windows a socket shutdown does not wake the blocked read (rust-lang/rust#121594): there the
+// read's slices (client/cancel.rs `Watched`) are what notice the cancel within the 5 s.
 fn cancel_keeps_the_part_for_a_later_resume() {
     let srv = TestServer::start();
     let bytes = srv.put("slow.bin", random_bytes(2 * 1024 * 1024, 9));

@@ -409,7 +409,7 @@ fn download_on(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome, ClientError> {
-    cancel.attach(&conn.tcp);
+    conn.watch(cancel);
     if !req.overwrite {
         let (dest, _) = local_dest(req, conn.names)?;
         if fs::symlink_metadata(&dest).is_ok_and(|m| !m.is_dir()) {

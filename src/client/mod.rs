@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cancel::CancelToken;
+use cancel::Watched;
 pub use download::{DownloadRequest, Outcome, Progress, Renamed, local_dest};
 pub use have::{already_have, local_md5};
 pub use jobs::{ClientEvent, EventKind, JobId};
@@ -253,8 +254,9 @@ pub fn resolve_addr(addr: &str) -> Result<Vec<SocketAddr>, ClientError> {
 pub struct Connection {
     /// The socket beneath, for cancelling from another thread.
     tcp: TcpStream,
-    /// Reads go through the buffer; requests are written to the stream beneath it.
-    reader: BufReader<Stream>,
+    /// Reads go through the buffer (in slices that notice a cancel); requests are written to
+    /// the stream beneath it.
+    reader: BufReader<Watched>,
     hello: HelloReply,
     identity: Option<HostIdentity>,
     peer: SocketAddr,
@@ -338,7 +340,7 @@ impl Connection {
             return Err(ClientError::Connect { addr: addr.to_string(), source });
         };
         if let Some(c) = cancel {
-            c.attach(&stream);
+            c.attach(&stream); // a cancel during the TLS handshake shuts it down (not on Windows)
         }
         let peer = stream.peer_addr().map_err(|e| ClientError::Lost(e.to_string()))?;
         let _ = stream.set_nodelay(true);
@@ -352,9 +354,13 @@ impl Connection {
             let identity = check_identity(addr, &stream, opts)?;
             (stream, Some(identity))
         };
+        let mut watched = Watched::new(stream, opts.io_timeout).map_err(|e| ClientError::Lost(e.to_string()))?;
+        if let Some(c) = cancel {
+            watched.watch(c);
+        }
         let mut conn = Connection {
             tcp,
-            reader: BufReader::with_capacity(crate::protocol::data::CHUNK, stream),
+            reader: BufReader::with_capacity(crate::protocol::data::CHUNK, watched),
             hello: HelloReply::default(),
             identity,
             peer,
@@ -384,15 +390,25 @@ impl Connection {
 
     /// Waits `extra` longer than usual for the host's next bytes (zero: back to usual).
     pub(crate) fn set_patience(&mut self, extra: Duration) {
-        let wanted = self.base_timeout + extra;
-        if wanted != self.timeout && self.tcp.set_read_timeout(Some(wanted)).is_ok() {
-            self.timeout = wanted;
-        }
+        self.set_timeout(self.base_timeout + extra);
+    }
+
+    /// How long reads wait for the host's next byte from now on.
+    pub(crate) fn set_timeout(&mut self, idle: Duration) {
+        self.timeout = idle;
+        self.reader.get_mut().idle = idle;
+    }
+
+    /// Lets `cancel` end whatever this connection waits for: a cancel shuts the socket down,
+    /// and a read notices it within [`cancel::CANCEL_POLL`] even where the shutdown does not
+    /// wake it (Windows).
+    pub(crate) fn watch(&mut self, cancel: &CancelToken) {
+        self.reader.get_mut().watch(cancel);
     }
 
     /// `hello`, and on an encrypted connection with a PIN, the PIN exchange.
     fn hello(&mut self, opts: &ConnectOptions, ahead: &[Request]) -> Result<(), ClientError> {
-        let exporter = self.reader.get_ref().exporter();
+        let exporter = self.reader.get_ref().stream.exporter();
         let instance = Some(instance_id().to_string());
         let (version, pake_state, hello) = match exporter {
             None => {

@@ -285,7 +285,7 @@ pub(super) fn download_tree(
     cancel: &CancelToken,
     update: &mut dyn FnMut(TreeUpdate),
 ) -> Result<TreeSummary, ClientError> {
-    cancel.attach(&conn.tcp);
+    conn.watch(cancel);
     let result = run(conn, req, first_sent, cancel, update);
     conn.set_patience(Duration::ZERO);
     match result {

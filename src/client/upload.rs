@@ -61,7 +61,7 @@ pub(super) fn upload(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<UploadOutcome, ClientError> {
-    cancel.attach(&conn.tcp);
+    conn.watch(cancel);
     let mut file = File::open(&req.local).map_err(ClientError::local("cannot open", &req.local))?;
     let meta = file.metadata().map_err(ClientError::local("cannot inspect", &req.local))?;
     if !meta.is_file() {
@@ -210,7 +210,7 @@ fn after_failed_send(conn: &mut Connection, e: Sending, req: &UploadRequest) -> 
         Sending::Cancelled => ClientError::Cancelled,
         Sending::Local(error) => ClientError::Local { action: "cannot read", path: req.local.clone(), source: error },
         Sending::Net(error) => {
-            let _ = conn.tcp.set_read_timeout(Some(Duration::from_secs(2)));
+            conn.set_timeout(Duration::from_secs(2));
             let answer = frame::read_frame(&mut conn.reader, MAX_RESPONSE_LEN)
                 .ok()
                 .and_then(|p| parse_reply::<PutDone>(&p).ok())
