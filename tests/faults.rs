@@ -68,13 +68,14 @@ fn stalled_download(
     name: &str,
     pass: u64,
     out: &tempfile::TempDir,
+    opts: &ConnectOptions,
 ) -> (Relay, Jobs, crossbeam_channel::Receiver<ferry::client::ClientEvent>, std::path::PathBuf) {
     let relay = Relay::start(target, Tamper::StallAfter(pass));
     let dest = out.path().join(name);
     let (jobs, events) = Jobs::new(None);
     jobs.download(
         &relay.addr.to_string(),
-        &ConnectOptions::default(),
+        opts,
         DownloadRequest { path: name.into(), dest: dest.clone(), overwrite: false },
     );
     wait_for(&events, Duration::from_secs(20), |e| matches!(e.kind, EventKind::Progress { done, .. } if done > 0));
@@ -88,7 +89,8 @@ fn a_hosted_file_that_shrinks_while_sent_gives_an_incomplete_transfer() {
     let srv = TestServer::start();
     srv.put("shrink.bin", random_bytes(8 * 1024 * 1024, 32));
     let out = tempfile::tempdir().unwrap();
-    let (relay, _jobs, events, dest) = stalled_download(srv.addr, "shrink.bin", 512 * 1024, &out);
+    let (relay, _jobs, events, dest) =
+        stalled_download(srv.addr, "shrink.bin", 512 * 1024, &out, &ConnectOptions::default());
     fs::OpenOptions::new().write(true).open(srv.root().join("shrink.bin")).unwrap().set_len(1024 * 1024).unwrap();
     // Let the relay pass on nothing more but the end of the server's stream.
     relay.release();
@@ -156,7 +158,12 @@ fn a_host_killed_mid_transfer_and_restarted_resumes_to_a_verified_file() {
     let mut first = ServeProcess::start(share.path(), &[]);
     let addr = first.addr.clone();
     let out = tempfile::tempdir().unwrap();
-    let (relay, _jobs, events, dest) = stalled_download(addr.parse().unwrap(), "k.bin", 2 * 1024 * 1024, &out);
+    // A killed host's connections normally end at once (the system closes its sockets). Under
+    // Wine a socket whose send was blocked (the relay holds the data) sometimes stays open after
+    // the process is gone: then the client sees what a host that lost power looks like, silence,
+    // and gives up after its idle timeout. 5 s keeps both ways of dying well inside the wait.
+    let opts = ConnectOptions { io_timeout: Duration::from_secs(5), ..Default::default() };
+    let (relay, _jobs, events, dest) = stalled_download(addr.parse().unwrap(), "k.bin", 2 * 1024 * 1024, &out, &opts);
     // SIGKILL: no chance to close anything cleanly.
     first.child.kill().unwrap();
     first.child.wait().unwrap();
