@@ -90,17 +90,14 @@ pub fn copy_pipelined<R: Read + ?Sized, W: Write + ?Sized>(
     while done < len {
         let mut buf = pipe.take();
         let want = (len - done).min(buf.len() as u64) as usize;
-        let n = loop {
-            match src.read(&mut buf[..want]) {
-                Ok(0) => return Err(CopyError::Incomplete { done, expected: len }),
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(CopyError::Read { done, error }),
-            }
-        };
+        // What arrived before a failure is written too (a later resume starts after it).
+        let (n, short) = data::fill(src, &mut buf[..want]);
         dst.write_all(&buf[..n]).map_err(|error| CopyError::Write { done, error })?;
         pipe.hash(buf, n);
         done += n as u64;
+        if let Some(short) = short {
+            return Err(short.into_copy_error(done, len));
+        }
         if !progress(done) {
             return Err(CopyError::Cancelled { done });
         }
@@ -130,6 +127,54 @@ mod tests {
         whole.extend_from_slice(&data);
         assert_eq!(digest, data::md5_of(&whole));
         assert_eq!(out, data);
+    }
+
+    #[test]
+    fn pipelined_copy_writes_whole_buffers_from_a_source_read_in_pieces() {
+        /// Records each write's length.
+        struct Writes(Vec<usize>, Vec<u8>);
+        impl Write for Writes {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.push(buf.len());
+                self.1.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let mut src = crate::protocol::test_io::OneByte(&data[..]);
+        let mut out = Writes(Vec::new(), Vec::new());
+        let mut seen = Vec::new();
+        let digest = copy_pipelined(&mut src, &mut out, 1000, Md5::new(), 300, &mut |d| {
+            seen.push(d);
+            true
+        })
+        .unwrap();
+        assert_eq!(out.0, [300, 300, 300, 100]);
+        assert_eq!(seen, [300, 600, 900, 1000]);
+        assert_eq!((digest, out.1), (data::md5_of(&data), data));
+    }
+
+    #[test]
+    fn pipelined_copy_keeps_what_arrived_before_the_source_failed() {
+        /// 10 bytes, then a reset.
+        struct Resets(usize);
+        impl Read for Resets {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 10 {
+                    return Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone"));
+                }
+                buf[0] = b'x';
+                self.0 += 1;
+                Ok(1)
+            }
+        }
+        let mut out = Vec::new();
+        let err = copy_pipelined(&mut Resets(0), &mut out, 100, Md5::new(), 64, &mut |_| true).unwrap_err();
+        assert!(matches!(err, CopyError::Read { done: 10, .. }), "{err:?}");
+        assert_eq!(out, [b'x'; 10], "a resume starts after them");
     }
 
     #[test]
