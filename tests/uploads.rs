@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use ferry::client::{CancelToken, ConnectOptions, Connection, UploadOutcome, UploadRequest};
+use ferry::client::{CancelToken, ConnectOptions, Connection, DownloadRequest, Outcome, UploadOutcome, UploadRequest};
 use ferry::protocol::frame;
 use ferry::protocol::names::Os;
 use ferry::server::ServerEvent;
@@ -182,6 +182,32 @@ fn put_uploads_files_and_folders_verified_with_md5sum_lines() {
     let out = ferry_put(&[&srv.addr_string(), album.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("-r"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_uploaded_file_is_listed_with_its_digest_and_its_first_download_is_warm() {
+    let srv = uploads_host(false);
+    let local_dir = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(3 * 1024 * 1024 + 17, 21);
+    let local = write_file(local_dir.path(), "up.bin", &bytes);
+    let mut conn = Connection::connect(&srv.addr_string(), &ConnectOptions::default()).unwrap();
+    let req = UploadRequest { local, path: "up.bin".into(), mkdirs: false };
+    let UploadOutcome::Verified { md5, .. } = conn.upload(&req, &CancelToken::new(), &mut |_| {}).unwrap() else {
+        panic!("not verified")
+    };
+    assert_eq!(ferry::protocol::hex(&md5), md5_hex(&bytes));
+    // The first listing is answered from what the index knew before it (and only then queues
+    // the folder for hashing): the digest is there because the upload put it there.
+    let listed = conn.list("").unwrap();
+    let entry = listed.entries.iter().find(|e| e.name == "up.bin").expect("listed");
+    assert_eq!(entry.digest(), Some(md5), "{entry:?}");
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("up.bin");
+    let get = DownloadRequest { path: "up.bin".into(), dest: dest.clone(), overwrite: false };
+    assert!(matches!(conn.download(&get, &CancelToken::new(), &mut |_| {}).unwrap(), Outcome::Verified { .. }));
+    let started = wait_for(&srv.events, LONG, |e| matches!(e, ServerEvent::TransferStarted { .. }));
+    assert!(matches!(started, ServerEvent::TransferStarted { warm: true, .. }), "{started:?}");
+    assert_eq!(md5_file(&dest), md5_hex(&bytes));
 }
 
 #[test]

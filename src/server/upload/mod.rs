@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use self::disk::{Folder, Kind};
+use super::index::FileKey;
 use super::reply::{self, BUF_LEN, Who, encode, encode_ok, send_all};
 use super::stop_aware::StopAware;
 use super::{ClientId, Root, ServerEvent, Shared, TransferId};
@@ -401,7 +402,11 @@ pub(in crate::server) fn handle_put(
     }
     let answer = if actual == expected {
         match keep(&folder, &target, file, path) {
-            Ok(()) => {
+            Ok(key) => {
+                // The host now knows this file's digest: its first download is sent warm.
+                if let (Some(key), Some(i)) = (key, shared.indexer()) {
+                    i.index.insert(&key, actual);
+                }
                 end.finish(expected, actual, need, started.elapsed());
                 encode_ok(out, &PutDone { md5: hex(&actual) });
                 send_all(&mut reader.get_mut().stream, out)
@@ -432,10 +437,20 @@ pub(in crate::server) fn handle_put(
 }
 
 /// Puts a verified partial file under its name (flushed first), never replacing anything, and
-/// removes its record. On failure the partial file is removed.
-fn keep(folder: &Folder, t: &Target<'_>, file: File, path: &str) -> Result<(), ErrorReply> {
+/// removes its record. On failure the partial file is removed. Returns the key the file's
+/// digest is remembered under, taken from the handle that wrote the verified bytes (so a file
+/// put at the name by someone else afterwards is never given this digest): after the rename on
+/// Unix, where a rename changes the change time; before it elsewhere, where an open file cannot
+/// be renamed and the rename changes none of the times the key holds.
+fn keep(folder: &Folder, t: &Target<'_>, file: File, path: &str) -> Result<Option<FileKey>, ErrorReply> {
+    let key_of = |file: &File| file.metadata().ok().map(|m| FileKey::of(file, &m));
     let synced = file.sync_all();
-    drop(file);
+    #[cfg(not(unix))]
+    let key = {
+        let key = key_of(&file);
+        drop(file);
+        key
+    };
     let placed = synced.and_then(|()| folder.place(&t.part, t.name));
     if let Err(e) = placed {
         discard(folder, t);
@@ -451,7 +466,9 @@ fn keep(folder: &Folder, t: &Target<'_>, file: File, path: &str) -> Result<(), E
     }
     let _ = folder.remove(&t.record);
     folder.sync();
-    Ok(())
+    #[cfg(unix)]
+    let key = key_of(&file);
+    Ok(key)
 }
 
 /// A started upload ends in exactly one `UploadFinished` or `TransferFailed`: if the thread
