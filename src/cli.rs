@@ -788,44 +788,15 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
         let job = job.clone();
         let _ = ctrlc::set_handler(move || job.cancel());
     }
-    let tty = std::io::stderr().is_terminal();
-    let mut bar: Option<ProgressBar> = None;
-    let mut last_line = Instant::now() - Duration::from_secs(10);
+    let mut meter = Meter::new();
     loop {
         let Ok(event) = events.recv() else { break EXIT_FAILURE };
         match event.kind {
             EventKind::Connected { identity, .. } => report_identity(identity.as_ref(), opts),
             EventKind::Listing(_) | EventKind::ListFailed { .. } => {}
-            EventKind::Progress { done, total, bytes_per_sec } => {
-                if tty {
-                    let b = bar.get_or_insert_with(|| {
-                        let b = ProgressBar::new(total);
-                        b.set_style(
-                            ProgressStyle::with_template(
-                                "{wide_bar:.cyan/blue} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                            )
-                            .expect("valid template")
-                            .progress_chars("=> "),
-                        );
-                        b
-                    });
-                    b.set_length(total);
-                    b.set_position(done);
-                } else if last_line.elapsed() >= Duration::from_secs(1) || done == total {
-                    last_line = Instant::now();
-                    let pct = if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 };
-                    eprintln!(
-                        "{pct:5.1}%  {} of {}  {}",
-                        format::size(done),
-                        format::size(total),
-                        format::speed(bytes_per_sec)
-                    );
-                }
-            }
+            EventKind::Progress { done, total, bytes_per_sec } => meter.show(done, total, None, Some(bytes_per_sec)),
             EventKind::Verified { md5, dest, resumed_from, renamed, .. } => {
-                if let Some(b) = bar.take() {
-                    b.finish_and_clear();
-                }
+                meter.clear();
                 if let Some(r) = renamed {
                     eprintln!("ferry: {r}");
                 }
@@ -839,9 +810,7 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                 break EXIT_OK;
             }
             EventKind::Identical { md5, dest, .. } => {
-                if let Some(b) = bar.take() {
-                    b.finish_and_clear();
-                }
+                meter.clear();
                 eprintln!(
                     "ferry: identical: already have it (MD5 matches the host's), nothing downloaded; \
                      --force downloads it anyway"
@@ -851,18 +820,14 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                 break EXIT_OK;
             }
             EventKind::Mismatch { expected, actual, .. } => {
-                if let Some(b) = bar.take() {
-                    b.abandon();
-                }
+                meter.abandon();
                 eprintln!("ferry: MD5 MISMATCH: the file was damaged in transit and was not saved");
                 eprintln!("  host sent: {}", hex(&expected));
                 eprintln!("  computed:  {}", hex(&actual));
                 break EXIT_MISMATCH;
             }
             EventKind::Failed(e) => {
-                if let Some(b) = bar.take() {
-                    b.abandon();
-                }
+                meter.abandon();
                 eprintln!("ferry: {e}");
                 let asked = DownloadRequest { path: path.to_string(), dest: dest.clone(), overwrite: force };
                 let saved = crate::client::local_dest(&asked, opts.names).map_or_else(|_| dest.clone(), |(d, _)| d);
@@ -884,9 +849,7 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
                 break EXIT_FAILURE;
             }
             EventKind::Cancelled { part } => {
-                if let Some(b) = bar.take() {
-                    b.abandon();
-                }
+                meter.abandon();
                 match part {
                     Some(p) => {
                         eprintln!("ferry: cancelled; partial download kept in {} (run again to resume)", p.display())
@@ -918,26 +881,12 @@ fn put(addr: &str, files: &[(PathBuf, String)], opts: &ConnectOptions) -> i32 {
         Err(e) => return connect_error(e),
     };
     report_identity(conn.identity(), opts);
-    let tty = std::io::stderr().is_terminal();
     let (mut failed, mut mismatched) = (false, false);
     for (local, remote) in files {
-        let mut bar: Option<ProgressBar> = None;
-        let mut last_line = Instant::now() - Duration::from_secs(10);
+        let mut meter = Meter::new();
         let req = UploadRequest { local: local.clone(), path: remote.clone(), mkdirs: true };
-        let result = conn.upload(&req, &cancel, &mut |p| {
-            if tty {
-                let b = bar.get_or_insert_with(|| progress_bar(p.total));
-                b.set_length(p.total);
-                b.set_position(p.done);
-            } else if last_line.elapsed() >= Duration::from_secs(1) || p.done == p.total {
-                last_line = Instant::now();
-                let pct = if p.total == 0 { 100.0 } else { p.done as f64 * 100.0 / p.total as f64 };
-                eprintln!("{pct:5.1}%  {} of {}", format::size(p.done), format::size(p.total));
-            }
-        });
-        if let Some(b) = bar.take() {
-            b.finish_and_clear();
-        }
+        let result = conn.upload(&req, &cancel, &mut |p| meter.show(p.done, p.total, None, None));
+        meter.clear();
         match result {
             Ok(UploadOutcome::Verified { md5, resumed_from, .. }) => {
                 if resumed_from > 0 {
@@ -981,14 +930,73 @@ fn put(addr: &str, files: &[(PathBuf, String)], opts: &ConnectOptions) -> i32 {
     }
 }
 
-fn progress_bar(total: u64) -> ProgressBar {
-    let b = ProgressBar::new(total);
-    b.set_style(
-        ProgressStyle::with_template("{wide_bar:.cyan/blue} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    b
+/// Progress on stderr: a bar on a terminal; elsewhere (a log, a pipe) a line at most once a
+/// second and at the end.
+struct Meter {
+    bar: Option<ProgressBar>,
+    tty: bool,
+    last_line: Option<Instant>,
+}
+
+impl Meter {
+    fn new() -> Meter {
+        Meter { bar: None, tty: std::io::stderr().is_terminal(), last_line: None }
+    }
+
+    /// `done` of `total` bytes; a folder job also gives its files done and in all, and a
+    /// download its speed for the line (the bar measures its own).
+    fn show(&mut self, done: u64, total: u64, files: Option<(u64, u64)>, speed: Option<f64>) {
+        if self.tty {
+            let b = self.bar.get_or_insert_with(|| {
+                let counted = if files.is_some() { "{msg} " } else { "" };
+                let template = format!(
+                    "{counted}{{wide_bar:.cyan/blue}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} ETA {{eta}}"
+                );
+                let b = ProgressBar::new(total);
+                b.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
+                b
+            });
+            b.set_length(total);
+            b.set_position(done);
+            if let Some((files_done, files_total)) = files {
+                b.set_message(format!("{files_done}/{files_total} files"));
+            }
+            return;
+        }
+        let finished = files.map_or(done == total, |(d, t)| d == t);
+        if !finished && self.last_line.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.last_line = Some(Instant::now());
+        let counted = match files {
+            Some((files_done, files_total)) => format!("{files_done}/{files_total} files"),
+            None => format!("{:5.1}%", if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 }),
+        };
+        let speed = speed.map(|s| format!("  {}", format::speed(s))).unwrap_or_default();
+        eprintln!("{counted}  {} of {}{speed}", format::size(done), format::size(total));
+    }
+
+    /// A line that does not break the bar.
+    fn say(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// The job ended well: the bar goes.
+    fn clear(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+
+    /// The job failed: the bar stays where it stopped.
+    fn abandon(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.abandon();
+        }
+    }
 }
 
 /// `ferry get -r`: one job for files and folders, one progress bar, each problem on stderr as
@@ -1001,9 +1009,7 @@ fn get_tree(addr: &str, paths: Vec<String>, dest: PathBuf, force: bool, manifest
         let job = job.clone();
         let _ = ctrlc::set_handler(move || job.cancel());
     }
-    let tty = std::io::stderr().is_terminal();
-    let mut bar: Option<ProgressBar> = None;
-    let mut last_line = Instant::now() - Duration::from_secs(10);
+    let mut meter = Meter::new();
     loop {
         let Ok(event) = events.recv() else { break EXIT_FAILURE };
         match event.kind {
@@ -1012,30 +1018,7 @@ fn get_tree(addr: &str, paths: Vec<String>, dest: PathBuf, force: bool, manifest
                 eprintln!("ferry: {files} files ({}) in {folders} folders", format::size(bytes));
             }
             EventKind::TreeProgress { files_done, files_total, done, total, bytes_per_sec } => {
-                if tty {
-                    let b = bar.get_or_insert_with(|| {
-                        let b = ProgressBar::new(total);
-                        b.set_style(
-                            ProgressStyle::with_template(
-                                "{msg} {wide_bar:.cyan/blue} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                            )
-                            .expect("valid template")
-                            .progress_chars("=> "),
-                        );
-                        b
-                    });
-                    b.set_length(total);
-                    b.set_position(done);
-                    b.set_message(format!("{files_done}/{files_total} files"));
-                } else if last_line.elapsed() >= Duration::from_secs(1) || files_done == files_total {
-                    last_line = Instant::now();
-                    eprintln!(
-                        "{files_done}/{files_total} files  {} of {}  {}",
-                        format::size(done),
-                        format::size(total),
-                        format::speed(bytes_per_sec)
-                    );
-                }
+                meter.show(done, total, Some((files_done, files_total)), Some(bytes_per_sec));
             }
             EventKind::TreeFiles(reports) => {
                 for report in reports {
@@ -1050,29 +1033,20 @@ fn get_tree(addr: &str, paths: Vec<String>, dest: PathBuf, force: bool, manifest
                         FileResult::Verified { renamed: Some(r), .. } => format!("{}: {r}", Escaped(&report.rel)),
                         _ => continue,
                     };
-                    match &bar {
-                        Some(b) => b.println(format!("ferry: {line}")),
-                        None => eprintln!("ferry: {line}"),
-                    }
+                    meter.say(&format!("ferry: {line}"));
                 }
             }
             EventKind::TreeFinished(summary) => {
-                if let Some(b) = bar.take() {
-                    b.finish_and_clear();
-                }
+                meter.clear();
                 break tree_verdict(&summary, &dest, manifest);
             }
             EventKind::Failed(e) => {
-                if let Some(b) = bar.take() {
-                    b.abandon();
-                }
+                meter.abandon();
                 eprintln!("ferry: {e}");
                 break EXIT_FAILURE;
             }
             EventKind::Cancelled { .. } => {
-                if let Some(b) = bar.take() {
-                    b.abandon();
-                }
+                meter.abandon();
                 eprintln!("ferry: cancelled; run the same command again to resume");
                 break EXIT_FAILURE;
             }
