@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use ferry::client::{CancelToken, ConnectOptions, Connection, DownloadRequest, Outcome, UploadOutcome, UploadRequest};
+use ferry::client::jobs::Jobs;
+use ferry::client::{
+    CancelToken, ConnectOptions, Connection, DownloadRequest, EventKind, Outcome, UploadOutcome, UploadRequest,
+};
 use ferry::protocol::frame;
 use ferry::protocol::names::Os;
 use ferry::server::ServerEvent;
@@ -208,6 +211,26 @@ fn an_uploaded_file_is_listed_with_its_digest_and_its_first_download_is_warm() {
     let started = wait_for(&srv.events, LONG, |e| matches!(e, ServerEvent::TransferStarted { .. }));
     assert!(matches!(started, ServerEvent::TransferStarted { warm: true, .. }), "{started:?}");
     assert_eq!(md5_file(&dest), md5_hex(&bytes));
+}
+
+#[test]
+fn cancelling_an_upload_blocked_on_a_stalled_host_ends_it_at_once() {
+    let srv = uploads_host(false);
+    let src = tempfile::tempdir().unwrap();
+    // Far more than the socket buffers hold, so the client's write blocks once the relay stops.
+    let file = write_file(src.path(), "big.bin", &random_bytes(24 * 1024 * 1024, 22));
+    let relay = Relay::start(srv.addr, Tamper::StallUpstreamAfter(1024 * 1024));
+    let (jobs, events) = Jobs::new(None);
+    let req = UploadRequest { local: file, path: "big.bin".into(), mkdirs: false };
+    let job = jobs.upload(&relay.addr.to_string(), &ConnectOptions::default(), req);
+    let part = srv.root().join("big.bin.ferry-upload");
+    assert!(wait_until(LONG, || std::fs::metadata(&part).is_ok_and(|m| m.len() > 0)), "no byte arrived");
+    job.cancel();
+    let end = wait_for(&events, Duration::from_secs(5), |e| e.kind.is_terminal());
+    assert!(matches!(end.kind, EventKind::Cancelled { .. }), "{end:?}");
+    job.join();
+    assert!(!srv.root().join("big.bin").exists());
+    relay.release();
 }
 
 #[test]
