@@ -172,3 +172,38 @@ fn several_files_and_folders_chosen_with_ctrl_shift_and_select_all_download_in_o
     step_until(&mut h, "b.txt downloaded too", WAIT, |_| downloads.path().join("b.txt").exists());
     step_until(&mut h, "the second job's verdict", WAIT, |h| has(h, "4 files, all MD5 verified"));
 }
+
+#[test]
+fn shift_and_the_arrow_keys_choose_a_range_from_the_keyboard() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    for name in ["a.txt", "b.txt", "c.txt", "d.txt"] {
+        std::fs::write(share.path().join(name), name).unwrap();
+    }
+    let (_server, addr) = spawn_server(share.path());
+    let mut h = app(downloads.path());
+    click(&mut h, "Client");
+    h.get_by_label("Server address").set_text_value_accesskit(&addr);
+    h.run_steps(2);
+    click(&mut h, "Connect");
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("d.txt").is_some());
+
+    click(&mut h, "b.txt");
+    for _ in 0..2 {
+        h.key_press_modifiers(egui::Modifiers::SHIFT, egui::Key::ArrowDown);
+        h.run_steps(2);
+    }
+    assert!(h.query_by_label("Download 3 items").is_some(), "b..d");
+    // Back up past where the range started: it now runs the other way, a..b.
+    for _ in 0..3 {
+        h.key_press_modifiers(egui::Modifiers::SHIFT, egui::Key::ArrowUp);
+        h.run_steps(2);
+    }
+    assert!(h.query_by_label("Download 2 items").is_some(), "a..b");
+    h.key_press(egui::Key::Enter);
+    h.run_steps(2);
+    step_until(&mut h, "the job's verdict", WAIT, |h| has(h, "2 files, all MD5 verified"));
+    assert_eq!(std::fs::read(downloads.path().join("a.txt")).unwrap(), b"a.txt");
+    assert_eq!(std::fs::read(downloads.path().join("b.txt")).unwrap(), b"b.txt");
+    assert!(!downloads.path().join("c.txt").exists() && !downloads.path().join("d.txt").exists());
+}

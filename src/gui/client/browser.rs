@@ -1,9 +1,9 @@
 //! The browser view: the folder's path, the filter, sortable column headers, the file rows
 //! (painted by hand so that 10,000 rows cost only the visible ones) and the Save-as row.
 //!
-//! Keyboard: rows take Tab focus and show a focus ring; ↑/↓ move the selection; Enter opens a
-//! folder or downloads a file; Enter in the filter goes to the first row, Enter in Save as
-//! downloads.
+//! Keyboard: rows take Tab focus and show a focus ring; ↑/↓ move the selection (with Shift:
+//! choose the rows on the way); Enter opens a folder or downloads a file (with several chosen:
+//! all of them); Enter in the filter goes to the first row, Enter in Save as downloads.
 
 use egui::text::{LayoutJob, TextWrapping};
 use egui::{Align, Color32, FontId, Key, Layout, RichText, Role, Sense, Stroke, TextFormat, Ui, WidgetInfo, vec2};
@@ -257,8 +257,9 @@ fn keyboard(ui: &Ui, listing: &mut Listing, view: &mut ViewState) -> Option<(usi
         return None;
     }
     let all = ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, Key::A));
-    let (down, up, enter) =
-        ui.input(|i| (i.key_pressed(Key::ArrowDown), i.key_pressed(Key::ArrowUp), i.key_pressed(Key::Enter)));
+    let (down, up, enter, shift) = ui.input(|i| {
+        (i.key_pressed(Key::ArrowDown), i.key_pressed(Key::ArrowUp), i.key_pressed(Key::Enter), i.modifiers.shift)
+    });
     if all {
         listing.choose_all();
         return None;
@@ -266,6 +267,11 @@ fn keyboard(ui: &Ui, listing: &mut Listing, view: &mut ViewState) -> Option<(usi
     let delta = down as isize - up as isize;
     if delta != 0 {
         view.focus_selected = true;
+        if shift {
+            // Shift+↑/↓: the range grows or shrinks with the cursor; nothing opens.
+            listing.extend_by(delta);
+            return None;
+        }
         return listing.move_selection(delta).map(|i| (i, false));
     }
     if enter {

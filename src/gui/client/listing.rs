@@ -40,8 +40,11 @@ pub(crate) struct Listing {
     view: Vec<usize>,
     /// The filter and order `view` was computed for.
     view_of: Option<(String, Sort)>,
-    /// The selected entry's name: the cursor, and the anchor of a shift-click range.
+    /// The selected entry's name: the cursor (where a shift-click or shift+arrow range
+    /// starts, when none is being made).
     pub selected: Option<String>,
+    /// Where the range being made with shift started; the cursor is its other end.
+    anchor: Option<String>,
     /// Several entries chosen at once (ctrl/cmd-click, shift-click, select all), in entry
     /// order; empty when one entry (`selected`) is all that is chosen.
     pub chosen: Vec<usize>,
@@ -57,6 +60,7 @@ impl Listing {
             view: Vec::new(),
             view_of: None,
             selected: None,
+            anchor: None,
             chosen: Vec::new(),
         }
     }
@@ -108,19 +112,32 @@ impl Listing {
             Err(at) => self.chosen.insert(at, idx),
         }
         self.selected = Some(self.entries[idx].name.clone());
+        self.anchor = None;
     }
 
-    /// Shift-click: chooses the visible rows from the cursor to the entry `idx`.
+    /// Shift-click: chooses the visible rows from the anchor (where the range started: the
+    /// cursor when none is being made) to the entry `idx`, which becomes the cursor.
     pub fn extend_to(&mut self, idx: usize) {
         let Some(target) = self.view.iter().position(|&i| i == idx) else { return };
-        let anchor = self.selected_row().unwrap_or(target);
-        let (from, to) = if anchor <= target { (anchor, target) } else { (target, anchor) };
-        let mut chosen: Vec<usize> = self.view[from..=to].to_vec();
+        let anchor = self.anchor.clone().filter(|_| !self.chosen.is_empty()).or_else(|| self.selected.clone());
+        let from = anchor.as_deref().and_then(|a| self.view.iter().position(|&i| self.entries[i].name == a));
+        let from = from.unwrap_or(target);
+        let (lo, hi) = if from <= target { (from, target) } else { (target, from) };
+        let mut chosen: Vec<usize> = self.view[lo..=hi].to_vec();
         chosen.sort_unstable();
         self.chosen = chosen;
-        if self.selected.is_none() {
-            self.selected = Some(self.entries[idx].name.clone());
-        }
+        self.anchor = anchor.or_else(|| Some(self.entries[idx].name.clone()));
+        self.selected = Some(self.entries[idx].name.clone());
+    }
+
+    /// Shift+↑/↓: moves the cursor `delta` visible rows, choosing the rows from the anchor to
+    /// it (as a shift-click there would); returns the entry index of the cursor.
+    pub fn extend_by(&mut self, delta: isize) -> Option<usize> {
+        let Some(row) = self.selected_row() else { return self.move_selection(delta) };
+        let to = (row as isize + delta).clamp(0, self.view.len() as isize - 1) as usize;
+        let idx = self.view[to];
+        self.extend_to(idx);
+        Some(idx)
     }
 
     /// Select all: every visible row.
@@ -128,11 +145,13 @@ impl Listing {
         let mut chosen = self.view.clone();
         chosen.sort_unstable();
         self.chosen = chosen;
+        self.anchor = None;
     }
 
     /// Back to one selected entry.
     pub fn clear_chosen(&mut self) {
         self.chosen.clear();
+        self.anchor = None;
     }
 
     /// The entries chosen together, when there are at least two.
@@ -166,6 +185,7 @@ impl Listing {
         };
         let idx = self.view[row as usize];
         self.selected = Some(self.entries[idx].name.clone());
+        self.anchor = None;
         Some(idx)
     }
 }
@@ -254,8 +274,20 @@ mod tests {
         assert!(l.chosen_entries().is_none() && l.is_selected(3) && !l.is_selected(1));
         l.extend_to(4); // shift-click e, from the cursor b: b..e
         assert_eq!(names(&l), ["b", "c", "d", "e"]);
-        l.extend_to(0); // and to a: a..b
+        l.extend_to(0); // and to a: a..b, from the same anchor
         assert_eq!(names(&l), ["a", "b"]);
+        assert_eq!(l.selected.as_deref(), Some("a"), "the shift-clicked row is the cursor");
+        l.extend_by(1); // shift+down: the cursor to b, the range b alone
+        assert_eq!(l.chosen, [1], "{:?}", l.chosen);
+        assert!(l.chosen_entries().is_none(), "one entry is not a choice of several");
+        l.extend_by(2); // shift+down twice more: b..d
+        assert_eq!(names(&l), ["b", "c", "d"]);
+        l.extend_by(9); // clamped at the last row: b..e
+        assert_eq!(names(&l), ["b", "c", "d", "e"]);
+        l.move_selection(-1); // a plain arrow starts over: the next range starts at d
+        l.clear_chosen();
+        l.extend_by(-1);
+        assert_eq!(names(&l), ["c", "d"]);
         l.update_view("", Sort { key: SortKey::Name, descending: true });
         l.choose_all();
         assert_eq!(names(&l), ["a", "b", "c", "d", "e"], "in entry order whatever the view's");
