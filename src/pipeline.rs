@@ -159,20 +159,9 @@ mod tests {
 
     #[test]
     fn pipelined_copy_keeps_what_arrived_before_the_source_failed() {
-        /// 10 bytes, then a reset.
-        struct Resets(usize);
-        impl Read for Resets {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                if self.0 == 10 {
-                    return Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone"));
-                }
-                buf[0] = b'x';
-                self.0 += 1;
-                Ok(1)
-            }
-        }
         let mut out = Vec::new();
-        let err = copy_pipelined(&mut Resets(0), &mut out, 100, Md5::new(), 64, &mut |_| true).unwrap_err();
+        let src = &mut crate::protocol::test_io::ResetAfter(10);
+        let err = copy_pipelined(src, &mut out, 100, Md5::new(), 64, &mut |_| true).unwrap_err();
         assert!(matches!(err, CopyError::Read { done: 10, .. }), "{err:?}");
         assert_eq!(out, [b'x'; 10], "a resume starts after them");
     }

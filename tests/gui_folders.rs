@@ -68,12 +68,17 @@ fn album(root: &Path) -> String {
     files.iter().map(|(rel, bytes)| format!("{}  {rel}\n", md5_hex(bytes))).collect()
 }
 
-fn connect_and_select_album(h: &mut App, addr: &str) {
+/// Connects from the Client tab and waits until `shown` is listed.
+fn connect(h: &mut App, addr: &str, shown: &str) {
     click(h, "Client");
     h.get_by_label("Server address").set_text_value_accesskit(addr);
     h.run_steps(2);
     click(h, "Connect");
-    step_until(h, "the listing", WAIT, |h| h.query_by_label("album").is_some());
+    step_until(h, "the listing", WAIT, |h| h.query_by_label(shown).is_some());
+}
+
+fn connect_and_select_album(h: &mut App, addr: &str) {
+    connect(h, addr, "album");
     click(h, "album");
 }
 
@@ -135,11 +140,7 @@ fn several_files_and_folders_chosen_with_ctrl_shift_and_select_all_download_in_o
     }
     let (_server, addr) = spawn_server(share.path());
     let mut h = app(downloads.path());
-    click(&mut h, "Client");
-    h.get_by_label("Server address").set_text_value_accesskit(&addr);
-    h.run_steps(2);
-    click(&mut h, "Connect");
-    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("c.txt").is_some());
+    connect(&mut h, &addr, "c.txt");
 
     // A click, then shift-click: the range a..c.
     click(&mut h, "a.txt");
@@ -182,11 +183,7 @@ fn shift_and_the_arrow_keys_choose_a_range_from_the_keyboard() {
     }
     let (_server, addr) = spawn_server(share.path());
     let mut h = app(downloads.path());
-    click(&mut h, "Client");
-    h.get_by_label("Server address").set_text_value_accesskit(&addr);
-    h.run_steps(2);
-    click(&mut h, "Connect");
-    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("d.txt").is_some());
+    connect(&mut h, &addr, "d.txt");
 
     click(&mut h, "b.txt");
     for _ in 0..2 {

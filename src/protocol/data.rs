@@ -212,7 +212,7 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    use crate::protocol::test_io::OneByte;
+    use crate::protocol::test_io::{OneByte, ResetAfter};
 
     // Known answers from RFC 1321's test suite.
     #[test]
@@ -304,20 +304,8 @@ mod tests {
 
     #[test]
     fn bytes_read_before_a_failure_are_returned_with_it() {
-        /// Gives 5 bytes, then fails.
-        struct Fails(usize);
-        impl Read for Fails {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                if self.0 == 5 {
-                    return Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone"));
-                }
-                buf[0] = b'x';
-                self.0 += 1;
-                Ok(1)
-            }
-        }
         let mut buf = [0u8; 64];
-        let (n, short) = fill(&mut Fails(0), &mut buf);
+        let (n, short) = fill(&mut ResetAfter(5), &mut buf);
         assert_eq!((n, &buf[..n]), (5, &b"xxxxx"[..]));
         let err = short.unwrap().into_copy_error(5, 64);
         assert!(

@@ -90,6 +90,20 @@ pub(crate) mod test_io {
             self.0.read(&mut buf[..n])
         }
     }
+
+    /// A connection that is reset after `0` bytes, all `x`, handed out one per `read`.
+    pub struct ResetAfter(pub usize);
+
+    impl Read for ResetAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone"));
+            }
+            buf[0] = b'x';
+            self.0 -= 1;
+            Ok(1)
+        }
+    }
 }
 
 #[cfg(test)]
