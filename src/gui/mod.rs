@@ -23,7 +23,7 @@ mod demo;
 mod dialogs;
 pub use crate::format;
 pub mod identity;
-mod server_tab;
+mod server;
 pub mod theme;
 pub mod verdict;
 
@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use self::client::ClientTab;
 use self::dialogs::{Answer, Dialogs, Purpose};
-use self::server_tab::ServerTab;
+use self::server::ServerTab;
 use crate::client::DEFAULT_PORT;
 use crate::sink::Notify;
 
@@ -291,7 +291,7 @@ impl FerryApp {
             Command::DeletePart => self.client.delete_part(true),
             Command::KeepPart => self.client.delete_part(false),
             Command::HostDropped(dir) => {
-                if self.server.hosting == server_tab::Hosting::Idle {
+                if self.server.hosting == server::Hosting::Idle {
                     self.state.host_folder = dir.display().to_string();
                     self.server.start(&mut self.state);
                 } else {
@@ -526,7 +526,7 @@ impl eframe::App for FerryApp {
         egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
             Tab::Server => {
                 egui::ScrollArea::vertical().id_salt("server_tab").auto_shrink(false).show(ui, |ui| {
-                    server_tab::server_ui(ui, &mut self.state, &mut self.server, dialog_open, &mut commands)
+                    server::server_ui(ui, &mut self.state, &mut self.server, dialog_open, &mut commands)
                 });
             }
             Tab::Client => client::client_ui(ui, &mut self.state, &mut self.client, dialog_open, &mut commands),
