@@ -1003,7 +1003,7 @@ impl Meter {
 /// it happens, then the manifest (`md5sum` lines relative to DEST) on stdout.
 fn get_tree(addr: &str, paths: Vec<String>, dest: PathBuf, force: bool, manifest: bool, opts: &ConnectOptions) -> i32 {
     let (jobs, events) = Jobs::new(None);
-    let req = TreeRequest { paths, dest: dest.clone(), overwrite: force, limits: TreeLimits::default() };
+    let req = TreeRequest { paths, dest: dest.clone(), overwrite: force, limits: TreeLimits::default(), only: None };
     let job = std::sync::Arc::new(jobs.download_tree(addr, opts, req));
     {
         let job = job.clone();

@@ -349,7 +349,7 @@ fn the_walk_is_bounded_in_entries_and_depth() {
     let out = tempfile::tempdir().unwrap();
     let mut conn = Connection::connect(&server.addr_string(), &ConnectOptions::default()).unwrap();
     let limits = TreeLimits { max_entries: 20, ..TreeLimits::default() };
-    let req = TreeRequest { paths: vec!["many".into()], dest: out.path().into(), overwrite: false, limits };
+    let req = TreeRequest { paths: vec!["many".into()], dest: out.path().into(), overwrite: false, limits, only: None };
     let err = conn.download_tree(&req, &CancelToken::new(), &mut |_| {}).unwrap_err();
     assert!(matches!(err, ClientError::TreeTooLarge(_)), "{err:?}");
     assert!(err.to_string().contains("more than 20"), "{err}");
@@ -357,14 +357,14 @@ fn the_walk_is_bounded_in_entries_and_depth() {
 
     let mut conn = Connection::connect(&server.addr_string(), &ConnectOptions::default()).unwrap();
     let limits = TreeLimits { max_depth: 5, ..TreeLimits::default() };
-    let req = TreeRequest { paths: vec!["deep".into()], dest: out.path().into(), overwrite: false, limits };
+    let req = TreeRequest { paths: vec!["deep".into()], dest: out.path().into(), overwrite: false, limits, only: None };
     let err = conn.download_tree(&req, &CancelToken::new(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("more than 5 levels"), "{err}");
 
     // Within the limits, the same connection-level call fetches it all (10 levels, 1 file).
     let mut conn = Connection::connect(&server.addr_string(), &ConnectOptions::default()).unwrap();
     let limits = TreeLimits { max_depth: 10, in_flight: 1, ..TreeLimits::default() };
-    let req = TreeRequest { paths: vec!["deep".into()], dest: out.path().into(), overwrite: false, limits };
+    let req = TreeRequest { paths: vec!["deep".into()], dest: out.path().into(), overwrite: false, limits, only: None };
     let summary = conn.download_tree(&req, &CancelToken::new(), &mut |_| {}).unwrap();
     assert!(summary.all_verified(), "{summary:?}");
     assert_eq!(summary.manifest.text(), format!("{}  {deep}/leaf.txt\n", md5_hex(b"leaf")));
@@ -382,6 +382,7 @@ fn a_folder_job_reports_progress_and_each_file_then_one_terminal_event() {
         dest: out.path().into(),
         overwrite: false,
         limits: TreeLimits::default(),
+        only: None,
     };
     let job = jobs.download_tree(&server.addr_string(), &ConnectOptions::default(), req);
     let seen = collect_until(&events, Duration::from_secs(30), |e| e.kind.is_terminal());
@@ -432,6 +433,7 @@ fn cancelling_a_folder_job_ends_it_with_one_cancelled_event_and_keeps_the_partia
         dest: out.path().into(),
         overwrite: false,
         limits: TreeLimits::default(),
+        only: None,
     };
     let opts = ConnectOptions { plain: true, ..Default::default() };
     let job = jobs.download_tree(&relay.addr.to_string(), &opts, req);
@@ -482,6 +484,7 @@ fn many_files_with_long_names_fill_the_request_bound_and_all_arrive() {
         dest: out.path().into(),
         overwrite: false,
         limits: TreeLimits::default(),
+        only: None,
     };
     let summary = conn.download_tree(&req, &CancelToken::new(), &mut |_| {}).unwrap();
     assert!(summary.all_verified(), "{} problems, the first: {:?}", summary.problems.len(), summary.problems.first());
@@ -513,4 +516,62 @@ fn a_host_with_a_pin_serves_a_folder_once_the_pin_exchange_is_done() {
         assert_eq!(out.status.code(), Some(1), "plain={plain}: {}", text(&out.stderr));
         assert!(text(&out.stderr).to_lowercase().contains("pin"), "{}", text(&out.stderr));
     }
+}
+
+#[test]
+fn a_retry_of_the_problems_alone_looks_at_nothing_else_and_completes_the_manifest() {
+    let server = TestServer::start();
+    let files = album(server.root());
+    let out = tempfile::tempdir().unwrap();
+    let here = |rel: &str| out.path().join(rel);
+    // Two things of the person's own where files of the album go: a file and a folder.
+    std::fs::create_dir_all(here("album/small")).unwrap();
+    std::fs::write(here("album/small/007.txt"), b"mine").unwrap();
+    std::fs::create_dir_all(here("album/deep/er/still deeper/big.bin")).unwrap();
+    let req = |only: Option<Vec<String>>| TreeRequest {
+        paths: vec!["album".into()],
+        dest: out.path().into(),
+        overwrite: false,
+        limits: TreeLimits::default(),
+        only,
+    };
+    let mut conn = Connection::connect(&server.addr_string(), &ConnectOptions::default()).unwrap();
+    let first = conn.download_tree(&req(None), &CancelToken::new(), &mut |_| {}).unwrap();
+    let mut problems: Vec<String> = first.problems.iter().map(|p| p.rel.clone()).collect();
+    problems.sort();
+    assert_eq!(problems, ["album/deep/er/still deeper/big.bin", "album/small/007.txt"]);
+    assert_eq!(first.manifest.len(), files.len() - 2);
+
+    // The person moves their things away, and changes a file that was verified (same size):
+    // the retry must neither check it nor report it, and touch nothing outside its paths.
+    std::fs::remove_file(here("album/small/007.txt")).unwrap();
+    std::fs::remove_dir(here("album/deep/er/still deeper/big.bin")).unwrap();
+    let changed = here("album/small/003.txt");
+    let mut mine = std::fs::read(&changed).unwrap();
+    mine[0] ^= 0xff;
+    std::fs::write(&changed, &mine).unwrap();
+    std::fs::remove_dir(here("album/nothing here")).unwrap();
+
+    let mut planned = None;
+    let retry = conn
+        .download_tree(&req(Some(problems.clone())), &CancelToken::new(), &mut |u| {
+            if let ferry::client::TreeUpdate::Planned { files, .. } = u {
+                planned = Some(files);
+            }
+        })
+        .unwrap();
+    assert_eq!(planned, Some(2), "only the two problems are planned");
+    assert!(retry.problems.is_empty(), "{:?}", retry.problems);
+    assert_eq!(retry.manifest.len(), 2);
+    assert_eq!(std::fs::read(here("album/small/007.txt")).unwrap(), files["album/small/007.txt"]);
+    assert_eq!(std::fs::read(&changed).unwrap(), mine, "a file outside the retry is left as it is");
+    assert!(!here("album/nothing here").exists(), "folders off the way are not walked");
+    let merged = retry.after_retry(&first.manifest, &problems);
+    assert_eq!(merged.manifest.text(), manifest(&files), "the manifest of the whole folder");
+
+    // A folder as the retry's path: everything in it.
+    std::fs::remove_dir_all(here("album/small")).unwrap();
+    let again = conn.download_tree(&req(Some(vec!["album/small".into()])), &CancelToken::new(), &mut |_| {}).unwrap();
+    assert_eq!(again.manifest.len(), 40);
+    assert!(again.problems.is_empty());
 }

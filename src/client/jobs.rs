@@ -541,6 +541,7 @@ mod tests {
             dest: out.path().into(),
             overwrite: false,
             limits: Default::default(),
+            only: None,
         };
         let job = jobs.download_tree(&addr, &ConnectOptions::default(), req);
         let seen = until_end(&events);

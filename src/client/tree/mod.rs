@@ -85,6 +85,28 @@ pub struct TreeRequest {
     /// reported).
     pub overwrite: bool,
     pub limits: TreeLimits,
+    /// Only these, as [`FileReport::rel`] names them (relative to `dest`): each a file, or a
+    /// folder and everything in it; nothing else is fetched, checked or reported, and only the
+    /// folders on the way to them are listed. For retrying the problems of an earlier run
+    /// ([`TreeSummary::after_retry`]). `None`: everything.
+    pub only: Option<Vec<String>>,
+}
+
+impl TreeRequest {
+    /// Whether `rel` is one of [`TreeRequest::only`] or inside one.
+    fn covers(&self, rel: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.iter().any(|o| within(rel, o)))
+    }
+
+    /// Whether `rel` is covered or a folder on the way to something covered.
+    fn leads_to(&self, rel: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.iter().any(|o| within(rel, o) || within(o, rel)))
+    }
+}
+
+/// Whether the relative path `rel` is `base` or inside it.
+fn within(rel: &str, base: &str) -> bool {
+    rel.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// How one file of the job ended.
@@ -175,6 +197,19 @@ pub struct TreeSummary {
 }
 
 impl TreeSummary {
+    /// This summary of a retry (a request whose [`TreeRequest::only`] is `only`) folded into
+    /// `earlier`, the summary of the run it retried: the files verified then outside `only`
+    /// stay in the manifest (each was verified when it arrived), and for everything inside
+    /// `only` this run's word counts.
+    pub fn after_retry(mut self, earlier: &Manifest, only: &[String]) -> TreeSummary {
+        for (rel, md5) in &earlier.entries {
+            if !only.iter().any(|o| within(rel, o)) {
+                self.manifest.push(rel.clone(), *md5);
+            }
+        }
+        self
+    }
+
     /// Every file verified and nothing refused.
     pub fn all_verified(&self) -> bool {
         self.problems.is_empty()
@@ -313,6 +348,23 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_covers_its_paths_and_what_is_inside_and_leads_through_their_folders() {
+        let req = TreeRequest {
+            paths: vec!["a".into()],
+            dest: PathBuf::from("."),
+            overwrite: false,
+            limits: TreeLimits::default(),
+            only: Some(vec!["a/small".into(), "a/x/y.txt".into()]),
+        };
+        assert!(req.covers("a/small") && req.covers("a/small/1.txt") && req.covers("a/x/y.txt"));
+        assert!(!req.covers("a/smallish") && !req.covers("a/x") && !req.covers("a/x/y.txt2"));
+        assert!(req.leads_to("a") && req.leads_to("a/x") && req.leads_to("a/small/deeper"));
+        assert!(!req.leads_to("a/z") && !req.leads_to("a/smallish") && !req.leads_to("b"));
+        let all = TreeRequest { only: None, ..req };
+        assert!(all.covers("anything") && all.leads_to("anything"));
+    }
 
     #[test]
     fn manifest_lines_are_sorted_by_path_bytes_and_fingerprinted() {

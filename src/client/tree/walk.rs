@@ -60,6 +60,9 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn refuse(&mut self, path: String, rel: String, error: ClientError) {
+        if !self.req.leads_to(&rel) {
+            return; // not asked for this time
+        }
         let report = FileReport { path, rel, result: FileResult::Failed(error.to_string()) };
         (self.update)(TreeUpdate::File(report.clone()));
         self.summary.problems.push(report);
@@ -207,6 +210,8 @@ impl Walk<'_> {
         let rel = join(rel_parent, &saved);
         let local = rel.split('/').fold(self.req.dest.clone(), |p, c| p.join(c));
         match kind {
+            EntryKind::Dir if !self.req.leads_to(&rel) => {}
+            EntryKind::File if !self.req.covers(&rel) => {}
             EntryKind::Dir => {
                 if depth > self.req.limits.max_depth {
                     return Err(ClientError::TreeTooLarge(format!(

@@ -73,10 +73,9 @@ fn buttons_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
                 }
                 Phase::Cancelled { .. } | Phase::Failed { .. } => Some(("Retry", "Try again")),
                 Phase::Done { verdict: Verdict::Mismatch { .. }, .. } => Some(("Download again", "Try again")),
-                Phase::FolderDone { problems, .. } if !problems.is_empty() => Some((
-                    "Retry failed",
-                    "Try the files that failed again (verified ones are checked, not downloaded)",
-                )),
+                Phase::FolderDone { problems, .. } if !problems.is_empty() => {
+                    Some(("Retry failed", "Try only the files that failed again (the verified ones stay as they are)"))
+                }
                 Phase::Kept => Some(("Download again", "Ask again whether to replace the existing file")),
                 _ => None,
             };
@@ -219,7 +218,7 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
         Phase::Kept => {
             ui.weak(format!("Not downloaded: kept the existing {}.", d.dest.display()));
         }
-        Phase::FolderDone { verified, problems, fingerprint } => {
+        Phase::FolderDone { verified, problems, fingerprint, .. } => {
             folder_verdict_ui(ui, d, *verified, problems, fingerprint)
         }
     }

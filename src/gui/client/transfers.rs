@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use super::session::describe;
 use crate::client::jobs::{EventKind, JobHandle, JobId, Jobs};
 use crate::client::{
-    ClientError, ConnectOptions, DownloadRequest, FileReport, TreeLimits, TreeRequest, UploadRequest, part_path,
-    record_path,
+    ClientError, ConnectOptions, DownloadRequest, FileReport, Manifest, TreeLimits, TreeRequest, UploadRequest,
+    part_path, record_path,
 };
 use crate::gui::verdict::Verdict;
 use crate::protocol::Md5Digest;
@@ -40,6 +40,8 @@ pub(crate) enum Phase {
         verified: usize,
         problems: Vec<FileReport>,
         fingerprint: Md5Digest,
+        /// The verified files: a retry of the problems adds to them.
+        manifest: Manifest,
     },
 }
 
@@ -68,6 +70,9 @@ pub(crate) struct Download {
     pub paths: Vec<String>,
     /// Files finished and planned, for a folder download.
     pub files: (u64, u64),
+    /// A folder job retrying only the earlier run's problems (their relative paths), and the
+    /// manifest of the files that run verified.
+    retry: Option<(Vec<String>, Manifest)>,
 }
 
 impl Download {
@@ -154,6 +159,7 @@ impl Transfers {
             folder,
             paths,
             files: (0, 0),
+            retry: None,
         };
         start_job(jobs, &mut d);
         self.rows.insert(0, d);
@@ -173,6 +179,12 @@ impl Transfers {
             d.opts.pin = opts.pin.clone();
         }
         d.overwrite |= overwrite;
+        if let Phase::FolderDone { problems, manifest, .. } = &d.phase {
+            // "Retry failed": only the files that failed (a failed or cancelled retry, started
+            // again, keeps its scope).
+            let only = problems.iter().map(|p| p.rel.clone()).collect();
+            d.retry = (!problems.is_empty()).then(|| (only, manifest.clone()));
+        }
         d.resuming = matches!(d.phase, Phase::Cancelled { part: Some(_) }) || d.done > 0;
         d.done = 0;
         d.total = 0;
@@ -297,11 +309,16 @@ impl Transfers {
                 d.bytes_per_sec = bytes_per_sec;
             }
             EventKind::TreeFinished(summary) => {
+                let summary = match d.retry.take() {
+                    Some((only, earlier)) => summary.after_retry(&earlier, &only),
+                    None => summary,
+                };
                 d.done = d.total;
                 d.phase = Phase::FolderDone {
                     verified: summary.manifest.len(),
                     fingerprint: summary.manifest.fingerprint(),
                     problems: summary.problems,
+                    manifest: summary.manifest,
                 };
             }
         }
@@ -336,6 +353,7 @@ fn start_job(jobs: &Jobs, d: &mut Download) {
             dest: d.dest.clone(),
             overwrite: d.overwrite,
             limits: TreeLimits::default(),
+            only: d.retry.as_ref().map(|(only, _)| only.clone()),
         };
         jobs.download_tree(&d.addr, &d.opts, req)
     } else {
