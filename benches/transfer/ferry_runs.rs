@@ -120,6 +120,63 @@ impl Bench<'_> {
         Ok(run)
     }
 
+    /// A fresh `ferry serve --allow-upload` of an empty folder, one timed `ferry put ADDR FILE`
+    /// of the big file: the host hashes what arrives, compares it with the trailer and renames
+    /// it into place. The printed digest is checked, and (when `check`) the kept file with
+    /// md5sum, untimed.
+    pub fn run_ferry_put(&mut self, wire: Wire, check: bool) -> Result<Run> {
+        let inbox = self.work.join("inbox");
+        fresh_dir(&inbox)?;
+        let server = FerryServer::start_with(&inbox, wire, "off", None, &["--allow-upload"])?;
+        let what = format!("ferry put ({})", wire.label());
+        let before = server.cpu_secs()?;
+        let start = Instant::now();
+        let mut put = Proc::spawn(
+            ferry_command()
+                .args(["put", &server.addr])
+                .arg(&self.big)
+                .args(wire.args())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+            "ferry put",
+        )?;
+        let out = Drain::new(put.take_stdout(), 20);
+        let err = Drain::new(put.take_stderr(), 20);
+        let dog = Watchdog::arm(vec![put.pid()], secs_limit(self.opts.size));
+        let rss = RssSampler::start(put.pid());
+        let exit = put.wait()?;
+        let secs = start.elapsed().as_secs_f64();
+        self.client_peak_kib = self.client_peak_kib.max(rss.finish());
+        if dog.finish() {
+            return Err(format!("{what}: ferry put took too long and was stopped"));
+        }
+        let (out, err) = (out.finish(), err.finish());
+        if !exit.status.success() {
+            return Err(describe_failure(&format!("{what}: ferry put"), exit.status, &err));
+        }
+        let printed =
+            digest_of(&out).ok_or_else(|| format!("{what}: ferry put printed {out:?}, not `<md5>  <file>`"))?;
+        self.check_digest(&what, &printed)?;
+        let host = server.cpu_secs()? - before;
+        let kept = inbox.join(&self.big_name);
+        let size = fs::metadata(&kept).map(|m| m.len()).map_err(|e| format!("{what}: nothing kept: {e}"))?;
+        if size != self.opts.size {
+            return Err(format!("{what}: the host kept {size} bytes, expected {}", self.opts.size));
+        }
+        if check {
+            let t = self.md5sum(&kept)?;
+            self.check_digest(&format!("{what} (md5sum of the kept file)"), &t.digest)?;
+        }
+        self.server_peak_kib = self.server_peak_kib.max(server.peak_rss_kib().unwrap_or(0));
+        if let Err(e) = server.stop() {
+            self.problems.push(e);
+        }
+        let _ = fs::remove_dir_all(&inbox);
+        let gib = self.opts.size as f64 / (1u64 << 30) as f64;
+        Ok(Run { mbps: self.mbps(secs), client_kib: 0, cpu_per_gib: (host + exit.cpu_secs) / gib })
+    }
+
     /// Makes the folders the indexed rows host, one per run: each holds the big file under a
     /// hard link (a name no host saw). All are made before the warm servers are primed and
     /// removed after their last get, since making or removing a link changes the file's
@@ -144,7 +201,7 @@ impl Bench<'_> {
         let cache = self.work.join("cache-indexed");
         fresh_dir(&cache)?;
         let started = Instant::now();
-        let server = FerryServer::start_with(hosted, wire, "whole", Some(&cache))?;
+        let server = FerryServer::start_with(hosted, wire, "whole", Some(&cache), &[])?;
         let indexed = server.wait_for_line(" indexed ", secs_limit(self.opts.size))?;
         if !indexed.contains("indexed 1 files") {
             return Err(format!("ferry indexed: expected one file indexed, the host said {indexed:?}"));
@@ -180,7 +237,7 @@ impl Bench<'_> {
             fs::write(dir.join(format!("f{i:06}")), i.to_le_bytes()).map_err(|e| format!("cannot write: {e}"))?;
         }
         let start = Instant::now();
-        let first = FerryServer::start_with(&many, Wire::Tls, "whole", Some(&cache))?;
+        let first = FerryServer::start_with(&many, Wire::Tls, "whole", Some(&cache), &[])?;
         let line = first.wait_for_line(" indexed ", Duration::from_secs(600))?;
         let per_sec = files as f64 / start.elapsed().as_secs_f64().max(1e-9);
         if !line.contains(&format!("indexed {files} files")) {
@@ -188,7 +245,7 @@ impl Bench<'_> {
         }
         let first_kib = first.peak_rss_kib().unwrap_or(0);
         first.stop()?;
-        let second = FerryServer::start_with(&many, Wire::Tls, "listed", Some(&cache))?;
+        let second = FerryServer::start_with(&many, Wire::Tls, "listed", Some(&cache), &[])?;
         let mut conn = Connection::connect(&second.addr, &ConnectOptions::default())
             .map_err(|e| format!("index RSS: connect: {e}"))?;
         let listing = conn.list("d000").map_err(|e| format!("index RSS: list: {e}"))?;
@@ -241,11 +298,18 @@ impl FerryServer {
     /// `ferry serve DIR --index off`: no background hashing to disturb the other rows, and no
     /// index kept from an earlier run.
     pub fn start(dir: &Path, wire: Wire) -> Result<FerryServer> {
-        Self::start_with(dir, wire, "off", None)
+        Self::start_with(dir, wire, "off", None, &[])
     }
 
-    /// `ferry serve DIR --index INDEX`, its index kept in `cache` (FERRY_CACHE_DIR) if given.
-    pub fn start_with(dir: &Path, wire: Wire, index: &str, cache: Option<&Path>) -> Result<FerryServer> {
+    /// `ferry serve DIR --index INDEX EXTRA…`, its index kept in `cache` (FERRY_CACHE_DIR) if
+    /// given.
+    pub fn start_with(
+        dir: &Path,
+        wire: Wire,
+        index: &str,
+        cache: Option<&Path>,
+        extra: &[&str],
+    ) -> Result<FerryServer> {
         let mut command = ferry_command();
         if let Some(cache) = cache {
             command.env("FERRY_CACHE_DIR", cache);
@@ -255,6 +319,7 @@ impl FerryServer {
                 .arg("serve")
                 .arg(dir)
                 .args(["--bind", "127.0.0.1:0", "--index", index])
+                .args(extra)
                 .args(wire.args())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

@@ -182,6 +182,11 @@ struct Rows {
     cpu_indexed_plain: Series,
     /// CPU seconds per GiB the host spent indexing before the indexed rows' get.
     cpu_index: Series,
+    /// The big file uploaded with `ferry put` to a host that takes uploads.
+    put: Series,
+    put_plain: Series,
+    cpu_put: Series,
+    cpu_put_plain: Series,
     /// The index memory test: files indexed a second, peak RSS (KiB) of the indexing host
     /// and of a restarted host with the index on disk.
     index_files_per_sec: Option<f64>,
@@ -307,6 +312,10 @@ fn run(opts: &Options) -> Result<Vec<String>> {
         cpu_indexed: Series::default(),
         cpu_indexed_plain: Series::default(),
         cpu_index: Series::default(),
+        put: Series::default(),
+        put_plain: Series::default(),
+        cpu_put: Series::default(),
+        cpu_put_plain: Series::default(),
         index_files_per_sec: None,
         index_rss_kib: (0, 0),
         small_ferry: Series::default(),
@@ -399,6 +408,14 @@ fn run(opts: &Options) -> Result<Vec<String>> {
         rows.cpu_indexed_plain.samples.push(run.cpu_per_gib);
         rows.cpu_index.samples.push(index_cpu);
         note(&format!("ferry first get --plain, hosted {after:.1} s ago"), r, run.mbps, "MB/s");
+        let run = bench.run_ferry_put(Wire::Tls, r == 1)?;
+        rows.put.samples.push(run.mbps);
+        rows.cpu_put.samples.push(run.cpu_per_gib);
+        note("ferry put (upload, host verifies)", r, run.mbps, "MB/s");
+        let run = bench.run_ferry_put(Wire::Plain, false)?;
+        rows.put_plain.samples.push(run.mbps);
+        rows.cpu_put_plain.samples.push(run.cpu_per_gib);
+        note("ferry put --plain", r, run.mbps, "MB/s");
     }
     bench.server_peak_warm_kib = warm_server.peak_rss_kib().unwrap_or(0);
     for server in [warm_server, warm_plain_server] {

@@ -97,7 +97,7 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
         "**ferry, first download from a folder hosted {after} s ago**: fresh `ferry serve` (it indexes the folder in the background), then `ferry get`, verified (TLS 1.3)"
     );
     let indexed_plain = format!("the same, `--plain` on both sides (hosted {after} s ago; `sendfile`)");
-    let big_rows: [(&str, &str, &Series, Option<&Series>); 10] = [
+    let big_rows: [(&str, &str, &Series, Option<&Series>); 12] = [
         ("1", "`md5sum FILE` (the hash limit, one core)", &rows.md5sum, None),
         ("2", "`nc -l \\| md5sum` fed by `nc -N < FILE`", &rows.nc, None),
         ("3a", "`python3 -m http.server` → `curl \\| md5sum`", &rows.curl_pipe, None),
@@ -123,6 +123,13 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
             Some(&rows.cpu_warm_plain),
         ),
         ("6p", &indexed_plain, &rows.indexed_plain, Some(&rows.cpu_indexed_plain)),
+        (
+            "7",
+            "**ferry put**: fresh `ferry serve --allow-upload` of an empty folder, `ferry put ADDR FILE`; the host hashes what arrives and keeps it only if it matches the trailer (TLS 1.3)",
+            &rows.put,
+            Some(&rows.cpu_put),
+        ),
+        ("7p", "the same, `--plain` on both sides", &rows.put_plain, Some(&rows.cpu_put_plain)),
     ];
     for (n, what, series, cpu) in big_rows {
         if let Some(why) = &series.skipped {
@@ -149,14 +156,17 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "Rows 6 and 6p: each run starts a host on a folder holding only the file (a new name for the same bytes) with an empty cache folder, and starts the get once the host has logged that it indexed the folder: {} s after it started (median; min {}, max {}). That indexing cost the host {} CPU s/GiB (median), before the download and not in its CPU column. CPU: user + system seconds of `ferry serve` (during the get) and `ferry get`, per GiB.",
+        "Rows 6 and 6p: each run starts a host on a folder holding only the file (a new name for the same bytes) with an empty cache folder, and starts the get once the host has logged that it indexed the folder: {} s after it started (median; min {}, max {}). That indexing cost the host {} CPU s/GiB (median), before the download and not in its CPU column. CPU: user + system seconds of `ferry serve` (during the transfer) and `ferry get` (or `ferry put`), per GiB.",
         opt_num(rows.indexed_after.median()),
         opt_num(rows.indexed_after.min()),
         opt_num(rows.indexed_after.max()),
         rows.cpu_index.median().map_or("–".into(), |v| format!("{v:.2}"))
     );
     let _ = writeln!(s);
-    let _ = writeln!(s, "| peak RSS | cold runs | warm runs (incl. the priming get) | rows 6 and 6p |");
+    let _ = writeln!(
+        s,
+        "| peak RSS | cold runs and uploads (rows 4, 7) | warm runs (incl. the priming get) | rows 6 and 6p |"
+    );
     let _ = writeln!(s, "|---|---:|---:|---:|");
     let _ = writeln!(
         s,
@@ -167,7 +177,7 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
     );
     let _ = writeln!(
         s,
-        "| `ferry get` | {} (with rows 6) | {} | |",
+        "| `ferry get`, `ferry put` | {} (with rows 6) | {} | |",
         mib(bench.client_peak_kib),
         mib(bench.client_peak_warm_kib)
     );
@@ -233,7 +243,7 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
         }
     };
     let small_per_s = rows.small_ferry.median();
-    let _ = writeln!(s, "Targets (issues 4 and 11; on medians; reported, never enforced):\n");
+    let _ = writeln!(s, "Targets (issues 4, 11, 12 and 13; on medians; reported, never enforced):\n");
     let _ = writeln!(s, "| target | measured | |");
     let _ = writeln!(s, "|---|---:|---|");
     let _ = writeln!(
@@ -289,7 +299,7 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
     );
     let _ = writeln!(
         s,
-        "| peak RSS `ferry get` < 32 MiB ({size} transfers) | {} | {} |",
+        "| peak RSS `ferry get` and `ferry put` < 32 MiB ({size} transfers) | {} | {} |",
         mib(client_peak),
         under(client_peak)
     );
@@ -304,6 +314,11 @@ pub fn report(opts: &Options, cx: &Context<'_>, rows: &Rows, bench: &Bench<'_>) 
         "| encrypted warm ≥ 0.9x `--plain` warm (issue 12) | {} | {} |",
         opt_ratio(ratio(&rows.warm, &rows.warm_plain)),
         target(ratio(&rows.warm, &rows.warm_plain), 0.9)
+    );
+    let _ = writeln!(
+        s,
+        "| upload (row 7) vs cold download (row 4): both ends hash in each (issue 13) | {} | reported |",
+        opt_ratio(ratio(&rows.put, &rows.cold))
     );
     let _ = writeln!(
         s,
