@@ -273,28 +273,10 @@ fn run_download(
     // The partial file of the name the download is saved under.
     let part = local_dest(req, opts.names).map_or_else(|_| part_path(&req.dest), |(dest, _)| part_path(&dest));
     let result = Connection::connect_with(addr, opts, Some(cancel)).and_then(|mut conn| {
-        emit(EventKind::Connected {
-            server: conn.server().clone(),
-            peer: conn.peer(),
-            identity: conn.identity().cloned(),
-        });
+        emit(connected(&conn));
         #[cfg(test)]
         crate::sink::panic_if_injected(&req.path);
-        let mut rate = crate::rate::RateMeter::default();
-        let mut last: Option<(Instant, u64)> = None;
-        conn.download(req, cancel, &mut |p| {
-            let now = Instant::now();
-            let bytes_per_sec = rate.update(now, p.done);
-            // At most ~20 a second, but always the start, the first bytes and the end.
-            let due = match last {
-                None => true,
-                Some((t, done)) => now.duration_since(t) >= Duration::from_millis(50) || done == 0 || p.done == p.total,
-            };
-            if due && last.is_none_or(|(_, done)| done != p.done || p.done == p.total) {
-                last = Some((now, p.done));
-                emit(EventKind::Progress { done: p.done, total: p.total, bytes_per_sec });
-            }
-        })
+        conn.download(req, cancel, &mut progress_reporter(emit))
     });
     emit(match result {
         Ok(Outcome::Verified { md5, dest, size, resumed_from, renamed }) => {
@@ -306,6 +288,11 @@ fn run_download(
         Err(_) if cancel.is_cancelled() => EventKind::Cancelled { part: part.exists().then_some(part) },
         Err(e) => EventKind::Failed(e),
     });
+}
+
+/// The event that says whom a job reached.
+fn connected(conn: &Connection) -> EventKind {
+    EventKind::Connected { server: conn.server().clone(), peer: conn.peer(), identity: conn.identity().cloned() }
 }
 
 /// Progress events at most ~20 a second, but always the start, the first bytes and the end.
@@ -334,11 +321,7 @@ fn run_upload(
     emit: &mut impl FnMut(EventKind),
 ) {
     let result = Connection::connect_with(addr, opts, Some(cancel)).and_then(|mut conn| {
-        emit(EventKind::Connected {
-            server: conn.server().clone(),
-            peer: conn.peer(),
-            identity: conn.identity().cloned(),
-        });
+        emit(connected(&conn));
         #[cfg(test)]
         crate::sink::panic_if_injected(&req.path);
         conn.upload(req, cancel, &mut progress_reporter(emit))
@@ -364,11 +347,7 @@ fn run_tree(
     let first = super::tree::first_batch(req);
     let ahead = first.as_deref().unwrap_or_default();
     let result = Connection::connect_ahead(addr, opts, Some(cancel), ahead).and_then(|mut conn| {
-        emit(EventKind::Connected {
-            server: conn.server().clone(),
-            peer: conn.peer(),
-            identity: conn.identity().cloned(),
-        });
+        emit(connected(&conn));
         #[cfg(test)]
         if let Some(p) = req.paths.first() {
             crate::sink::panic_if_injected(p);
