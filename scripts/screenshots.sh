@@ -7,11 +7,12 @@
 # Two copies of the app run under Xvfb, each on its own virtual display, like two machines:
 # one hosts a folder (Server tab), the other downloads a 64 MiB file from it (Client tab)
 # through a small relay that slows the bytes to about 6 MiB/s, so "mid-transfer" can be
-# captured. A third copy downloads through a relay that flips one byte, to show the mismatch
-# verdict. Saved:
+# captured. A third copy downloads through a relay that flips one byte, to show what the person
+# sees then: the connection is encrypted, so TLS catches the change before any MD5 could (a
+# mismatch verdict needs --plain on both sides, which only the command line offers). Saved:
 #   server-mid.png  client-mid.png        during the transfer
 #   server-done.png client-verified.png   after the verdict
-#   client-mismatch-light-min.png         a damaged transfer, light theme, the minimum size (720x520)
+#   client-tampered-light-min.png         a transfer changed on the way, light theme, 720x520
 #   client-min.png                        the Client tab at 720x520 with a verdict (dark),
 #                                         the hosted folder with its CJK names
 #   server-light-min.png                  a second host in the light theme at 720x520
@@ -170,10 +171,10 @@ wait_for 60 test -f "$work/downloads-3/report.pdf"
 sleep 2
 shot "$small_display" client-min.png
 
-start_app mismatch "pin=482913;connect=127.0.0.1:$bad;open=videos;get=videos/holiday.mp4;dest=$work/downloads-2;tab=client;theme=light;size=720x520" 720x520
-mismatch_display=$display
-sleep 10 # unpaced: 64 MiB arrive, fail the check and are thrown away within a few seconds
-shot "$mismatch_display" client-mismatch-light-min.png
+start_app tampered "pin=482913;connect=127.0.0.1:$bad;open=videos;get=videos/holiday.mp4;dest=$work/downloads-2;tab=client;theme=light;size=720x520" 720x520
+tampered_display=$display
+sleep 10 # unpaced: the damaged record arrives within a few seconds and ends the transfer
+shot "$tampered_display" client-tampered-light-min.png
 shot "$host_display" server-done.png
 if [[ -e "$work/downloads-2/holiday.mp4" ]]; then
     echo "unexpected: the damaged download was saved" >&2

@@ -1,7 +1,8 @@
 #![cfg(feature = "gui")]
 //! The host's identity in the window: the Server tab and the Client tab show the same colours
 //! and groups, and a known host whose identity changed is refused with a red warning until the
-//! person accepts the new identity.
+//! person accepts the new identity. Bytes changed on the way are caught by TLS, and the card
+//! says so in words.
 //!
 //! The window keeps its known hosts where ferry does: under cargo, `FERRY_CONFIG_DIR` points
 //! into target/ (.cargo/config.toml), never at the person's own configuration folder.
@@ -16,6 +17,8 @@ use egui_kittest::kittest::Queryable;
 use ferry::gui::{FerryApp, State};
 use ferry::server::{Server, ServerConfig, ServerEvent};
 use ferry::transport::{Identity, KnownHosts, host_key};
+
+mod support;
 
 type App = Harness<'static, FerryApp>;
 
@@ -123,4 +126,31 @@ fn both_tabs_show_the_same_identity_and_a_changed_one_waits_for_the_person() {
     step_until(&mut h, "the accepted host", |h| has(h, "You accepted this host's new identity"));
     assert!(!has(&h, "has CHANGED"));
     assert_eq!(known.lookup(&key).unwrap(), Some(other.fingerprint()), "remembered once accepted");
+}
+
+#[test]
+fn bytes_changed_on_the_way_end_the_download_with_words_for_it_and_resume() {
+    let share = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("big.bin"), support::random_bytes(2 * 1024 * 1024, 45)).unwrap();
+    let (_server, events): (Server, _) = Server::spawn(ServerConfig::new(share.path(), "127.0.0.1:0"), None);
+    let addr = loop {
+        match events.recv_timeout(WAIT).unwrap() {
+            ServerEvent::Listening { addr, .. } => break addr,
+            ServerEvent::StartFailed { error } => panic!("{error}"),
+            _ => {}
+        }
+    };
+    // Well inside the file's bytes: the handshake, the listing and the get pass untouched.
+    let relay = support::Relay::start(addr, support::Tamper::FlipByteAt(900_000));
+    let mut h = app(downloads.path());
+    click(&mut h, "Client");
+    type_into(&mut h, "Server address", &relay.addr.to_string());
+    click(&mut h, "Connect");
+    step_until(&mut h, "the listing", |h| h.query_by_label("big.bin").is_some());
+    click(&mut h, "big.bin");
+    click(&mut h, "Download");
+    step_until(&mut h, "the failed card", |h| has(h, "the data was changed on the way"));
+    assert!(h.query_by_label("Resume").is_some(), "what arrived intact is kept: Resume is offered");
+    assert!(!downloads.path().join("big.bin").exists(), "nothing under the final name");
 }

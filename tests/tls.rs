@@ -333,9 +333,28 @@ fn a_flipped_byte_inside_tls_breaks_the_connection_not_the_file() {
     let mut conn = Connection::connect(&relay.addr.to_string(), &ConnectOptions::default()).unwrap();
     let req = DownloadRequest { path: "c.bin".into(), dest: dest.clone(), overwrite: false };
     let err = conn.download(&req, &CancelToken::new(), &mut |_| {}).unwrap_err();
-    assert!(matches!(err, ClientError::Lost(_)), "TLS refuses the damaged record: {err:?}");
+    assert!(matches!(err, ClientError::Tampered), "TLS refuses the damaged record: {err:?}");
+    assert!(err.to_string().contains("changed on the way"), "said in words: {err}");
     assert!(!dest.exists(), "nothing under the final name");
-    assert!(std::fs::metadata(ferry::client::part_path(&dest)).unwrap().len() < bytes.len() as u64);
+    // What arrived before the damaged record is intact (TLS checked it) and kept for a resume.
+    let kept = std::fs::read(ferry::client::part_path(&dest)).unwrap();
+    assert!(kept.len() < bytes.len() && kept[..] == bytes[..kept.len()]);
+}
+
+#[test]
+fn a_flipped_byte_in_an_encrypted_upload_is_named_on_the_host() {
+    let srv = TestServer::start_with(|c| c.allow_upload = true);
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = local_dir.path().join("u.bin");
+    std::fs::write(&local, random_bytes(2 * 1024 * 1024, 44)).unwrap();
+    let relay = Relay::start(srv.addr, Tamper::FlipUpstreamByteAt(600_000));
+    let mut conn = Connection::connect(&relay.addr.to_string(), &ConnectOptions::default()).unwrap();
+    let req = ferry::client::UploadRequest { local, path: "u.bin".into(), mkdirs: false };
+    assert!(conn.upload(&req, &CancelToken::new(), &mut |_| {}).is_err(), "the host closed the connection");
+    let failed = wait_for(&srv.events, Duration::from_secs(20), |e| matches!(e, ServerEvent::TransferFailed { .. }));
+    let ServerEvent::TransferFailed { error, .. } = &failed else { unreachable!() };
+    assert!(error.contains("changed on the way"), "{error}");
+    assert!(!srv.root().join("u.bin").exists(), "nothing under the final name");
 }
 
 #[test]

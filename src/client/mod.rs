@@ -139,6 +139,12 @@ pub enum ClientError {
     Protocol(String),
     #[error("the connection was lost: {0}")]
     Lost(String),
+    #[error(
+        "the data was changed on the way: the encryption's integrity check caught it (a faulty \
+         network device, or someone tampering), so the connection was closed; nothing unverified \
+         was saved, and what arrived intact is kept for a resume"
+    )]
+    Tampered,
     #[error("the server stopped responding (no data for {0} s)")]
     TimedOut(u64),
     #[error("the transfer is incomplete: {0}")]
@@ -203,6 +209,7 @@ impl ClientError {
     fn from_io(e: io::Error, timeout: Duration) -> ClientError {
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::TimedOut(timeout.as_secs()),
+            _ if transport::is_integrity_failure(&e) => ClientError::Tampered,
             _ => ClientError::Lost(e.to_string()),
         }
     }

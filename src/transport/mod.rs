@@ -210,6 +210,15 @@ impl HostTls {
     }
 }
 
+/// Whether a read failed because a TLS record did not decrypt: its bytes were changed on the
+/// way (a faulty device, or someone tampering). TLS checks every record before it gives a byte
+/// of it, so everything read before was intact.
+pub fn is_integrity_failure(e: &io::Error) -> bool {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).is_some_and(|e| {
+        matches!(e, rustls::Error::DecryptError | rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac))
+    })
+}
+
 /// What arrives first on an accepted socket, without taking it: `None` if the peer closed.
 pub fn peek_first_byte(tcp: &TcpStream) -> io::Result<Option<u8>> {
     let mut b = [0u8; 1];

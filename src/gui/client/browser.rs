@@ -576,6 +576,8 @@ fn expected_md5_ui(ui: &mut Ui, entry: &crate::protocol::message::Entry) {
         ui.label("Expected MD5");
         ui.label(RichText::new(crate::gui::format::grouped_hex(&crate::protocol::hex(&md5))).monospace().strong());
         verdict::fingerprint_ui(ui, &md5, 14.0);
-        ui.weak("(as the host lists it; the download is checked against what it sends)");
+        // Short enough for the window's minimum width; the rest on hover.
+        ui.weak("(as the host lists it)")
+            .on_hover_text("The download is checked against the MD5 the host sends with the file itself.");
     });
 }

@@ -190,7 +190,8 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
             verdict_ui(ui, d.row, verdict, &detail, &copy);
         }
         Phase::Failed { message } => {
-            ui.colored_label(verdict::bad_text(ui), format!("Failed: {message}"));
+            let text = RichText::new(format!("Failed: {message}")).color(verdict::bad_text(ui));
+            ui.add(egui::Label::new(text).wrap());
             if d.done > 0 {
                 ui.weak(format!(
                     "{} of {} arrived; Resume continues from there.",

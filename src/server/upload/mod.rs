@@ -389,6 +389,11 @@ pub(in crate::server) fn handle_put(
         }
         Err(CopyError::Cancelled { .. }) => return fail(&mut end, gone(String::new())),
         Err(e @ (CopyError::Read { .. } | CopyError::Incomplete { .. })) => {
+            let tampered = matches!(&e, CopyError::Read { error, .. } if crate::transport::is_integrity_failure(error));
+            if tampered {
+                let why = "the data was changed on the way (the encryption's integrity check caught it)";
+                return fail(&mut end, gone(why.to_string()));
+            }
             return fail(&mut end, gone(format!("the client went away: {e}")));
         }
     }
