@@ -55,35 +55,9 @@ impl Bench<'_> {
     /// `check_bytes`, the file itself with md5sum, untimed).
     pub fn ferry_get(&mut self, what: &str, wire: Wire, addr: &str, dest: &Path, check_bytes: bool) -> Result<GetRun> {
         remove_file_if_any(dest)?;
-        let start = Instant::now();
-        let mut get = Proc::spawn(
-            ferry_command()
-                .args(["get", addr, &self.big_name, "-o"])
-                .arg(dest)
-                .arg("--force")
-                .args(wire.args())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-            "ferry get",
-        )?;
-        let out = Drain::new(get.take_stdout(), 20);
-        let err = Drain::new(get.take_stderr(), 20);
-        let dog = Watchdog::arm(vec![get.pid()], secs_limit(self.opts.size));
-        let rss = RssSampler::start(get.pid());
-        let exit = get.wait()?;
-        let secs = start.elapsed().as_secs_f64();
-        let peak_kib = rss.finish();
-        if dog.finish() {
-            return Err(format!("{what}: ferry get took too long and was stopped"));
-        }
-        let (out, err) = (out.finish(), err.finish());
-        if !exit.status.success() {
-            return Err(describe_failure(&format!("{what}: ferry get"), exit.status, &err));
-        }
-        let printed =
-            digest_of(&out).ok_or_else(|| format!("{what}: ferry get printed {out:?}, not `<md5>  <dest>`"))?;
-        self.check_digest(what, &printed)?;
+        let mut get = ferry_command();
+        get.args(["get", addr, &self.big_name, "-o"]).arg(dest).arg("--force").args(wire.args());
+        let run = self.timed_ferry(what, "ferry get", &mut get)?;
         let size =
             fs::metadata(dest).map(|m| m.len()).map_err(|e| format!("{what}: no file at {}: {e}", dest.display()))?;
         if size != self.opts.size {
@@ -94,7 +68,31 @@ impl Bench<'_> {
             self.check_digest(&format!("{what} (md5sum of the saved file)"), &t.digest)?;
         }
         remove_file_if_any(dest)?;
-        Ok(GetRun { mbps: self.mbps(secs), peak_kib, cpu_secs: exit.cpu_secs })
+        Ok(GetRun { mbps: self.mbps(run.secs), peak_kib: run.peak_kib, cpu_secs: run.cpu_secs })
+    }
+
+    /// Runs `command` (`ferry get` or `ferry put`, named `name`) to its end, timed, with a
+    /// watchdog; it must succeed and print an md5sum line with the big file's digest.
+    fn timed_ferry(&mut self, what: &str, name: &str, command: &mut Command) -> Result<TimedRun> {
+        let start = Instant::now();
+        let mut proc = Proc::spawn(command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()), name)?;
+        let out = Drain::new(proc.take_stdout(), 20);
+        let err = Drain::new(proc.take_stderr(), 20);
+        let dog = Watchdog::arm(vec![proc.pid()], secs_limit(self.opts.size));
+        let rss = RssSampler::start(proc.pid());
+        let exit = proc.wait()?;
+        let secs = start.elapsed().as_secs_f64();
+        let peak_kib = rss.finish();
+        if dog.finish() {
+            return Err(format!("{what}: {name} took too long and was stopped"));
+        }
+        let (out, err) = (out.finish(), err.finish());
+        if !exit.status.success() {
+            return Err(describe_failure(&format!("{what}: {name}"), exit.status, &err));
+        }
+        let printed = digest_of(&out).ok_or_else(|| format!("{what}: {name} printed {out:?}, not `<md5>  <file>`"))?;
+        self.check_digest(what, &printed)?;
+        Ok(TimedRun { secs, peak_kib, cpu_secs: exit.cpu_secs })
     }
 
     /// One timed get from `server`, with the CPU both processes spent on it, per GiB.
@@ -130,34 +128,10 @@ impl Bench<'_> {
         let server = FerryServer::start_with(&inbox, wire, "off", None, &["--allow-upload"])?;
         let what = format!("ferry put ({})", wire.label());
         let before = server.cpu_secs()?;
-        let start = Instant::now();
-        let mut put = Proc::spawn(
-            ferry_command()
-                .args(["put", &server.addr])
-                .arg(&self.big)
-                .args(wire.args())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-            "ferry put",
-        )?;
-        let out = Drain::new(put.take_stdout(), 20);
-        let err = Drain::new(put.take_stderr(), 20);
-        let dog = Watchdog::arm(vec![put.pid()], secs_limit(self.opts.size));
-        let rss = RssSampler::start(put.pid());
-        let exit = put.wait()?;
-        let secs = start.elapsed().as_secs_f64();
-        self.client_peak_kib = self.client_peak_kib.max(rss.finish());
-        if dog.finish() {
-            return Err(format!("{what}: ferry put took too long and was stopped"));
-        }
-        let (out, err) = (out.finish(), err.finish());
-        if !exit.status.success() {
-            return Err(describe_failure(&format!("{what}: ferry put"), exit.status, &err));
-        }
-        let printed =
-            digest_of(&out).ok_or_else(|| format!("{what}: ferry put printed {out:?}, not `<md5>  <file>`"))?;
-        self.check_digest(&what, &printed)?;
+        let mut put = ferry_command();
+        put.args(["put", &server.addr]).arg(&self.big).args(wire.args());
+        let run = self.timed_ferry(&what, "ferry put", &mut put)?;
+        self.client_peak_kib = self.client_peak_kib.max(run.peak_kib);
         let host = server.cpu_secs()? - before;
         let kept = inbox.join(&self.big_name);
         let size = fs::metadata(&kept).map(|m| m.len()).map_err(|e| format!("{what}: nothing kept: {e}"))?;
@@ -174,7 +148,7 @@ impl Bench<'_> {
         }
         let _ = fs::remove_dir_all(&inbox);
         let gib = self.opts.size as f64 / (1u64 << 30) as f64;
-        Ok(Run { mbps: self.mbps(secs), client_kib: 0, cpu_per_gib: (host + exit.cpu_secs) / gib })
+        Ok(Run { mbps: self.mbps(run.secs), client_kib: 0, cpu_per_gib: (host + run.cpu_secs) / gib })
     }
 
     /// Makes the folders the indexed rows host, one per run: each holds the big file under a
@@ -267,6 +241,13 @@ impl Bench<'_> {
         let _ = fs::remove_file(&dest);
         Ok((per_sec, first_kib, second_kib))
     }
+}
+
+/// One timed `ferry get` or `ferry put`: seconds, its peak RSS (KiB) and its CPU seconds.
+struct TimedRun {
+    secs: f64,
+    peak_kib: u64,
+    cpu_secs: f64,
 }
 
 /// One `ferry get`: MB/s, its peak RSS (KiB) and its CPU seconds.
