@@ -319,30 +319,23 @@ pub(super) fn download_tree(
     update: &mut dyn FnMut(TreeUpdate),
 ) -> Result<TreeSummary, ClientError> {
     conn.watch(cancel);
-    let result = run(conn, req, first_sent, cancel, update);
+    let mut run = || -> Result<TreeSummary, ClientError> {
+        let mut summary = TreeSummary::default();
+        if !req.dest.is_dir() {
+            fs::create_dir_all(&req.dest).map_err(ClientError::local("cannot create the folder", &req.dest))?;
+        }
+        let files = walk::walk(conn, req, first_sent, cancel, &mut summary, update)?;
+        let bytes: u64 = files.iter().map(|f| f.size).sum();
+        update(TreeUpdate::Planned { files: files.len() as u64, bytes, folders: summary.folders as u64 });
+        fetch::fetch(conn, req, cancel, &mut summary, update, files, bytes)?;
+        Ok(summary)
+    };
+    let result = run();
     conn.set_patience(Duration::ZERO);
     match result {
         Err(_) if cancel.is_cancelled() => Err(ClientError::Cancelled),
         other => other,
     }
-}
-
-fn run(
-    conn: &mut Connection,
-    req: &TreeRequest,
-    first_sent: bool,
-    cancel: &CancelToken,
-    update: &mut dyn FnMut(TreeUpdate),
-) -> Result<TreeSummary, ClientError> {
-    let mut summary = TreeSummary::default();
-    if !req.dest.is_dir() {
-        fs::create_dir_all(&req.dest).map_err(ClientError::local("cannot create the folder", &req.dest))?;
-    }
-    let files = walk::walk(conn, req, first_sent, cancel, &mut summary, update)?;
-    let bytes: u64 = files.iter().map(|f| f.size).sum();
-    update(TreeUpdate::Planned { files: files.len() as u64, bytes, folders: summary.folders as u64 });
-    fetch::fetch(conn, req, cancel, &mut summary, update, files, bytes)?;
-    Ok(summary)
 }
 
 #[cfg(test)]
