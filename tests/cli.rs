@@ -3,14 +3,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use support::*;
-
-fn ferry(args: &[&str], cwd: &Path) -> Output {
-    ferry_command().args(args).current_dir(cwd).stdin(Stdio::null()).output().unwrap()
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

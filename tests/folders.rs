@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -21,10 +20,6 @@ use ferry::protocol::frame;
 use ferry::server::ServerEvent;
 use serde_json::{Value, json};
 use support::*;
-
-fn ferry(args: &[&str], cwd: &Path) -> Output {
-    ferry_command().args(args).current_dir(cwd).stdin(Stdio::null()).output().unwrap()
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

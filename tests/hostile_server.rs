@@ -6,8 +6,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 
 use ferry::transport::{HostTls, Stream};
-use std::path::Path;
-use std::process::{Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -182,10 +180,6 @@ fn hostile_listing_host() -> SocketAddr {
 }
 
 const HOSTILE_FILE: &[u8] = b"owned!\n";
-
-fn ferry(args: &[&str], cwd: &Path) -> Output {
-    ferry_command().args(args).current_dir(cwd).stdin(Stdio::null()).output().unwrap()
-}
 
 #[test]
 fn hostile_names_in_a_listing_are_shown_escaped_and_never_used_as_local_paths() {

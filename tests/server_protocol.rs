@@ -4,76 +4,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use ferry::protocol::frame::{self, FrameError};
+use ferry::protocol::frame;
 use ferry::server::ServerEvent;
 use serde_json::{Value, json};
 use support::*;
-
-/// A raw client: writes whatever it is told, reads frames back.
-struct Raw {
-    s: TcpStream,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Raw {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Raw { s }
-    }
-
-    fn hello(addr: SocketAddr) -> Raw {
-        let mut r = Raw::connect(addr);
-        let reply = r.call(&json!({"op":"hello","version":1,"client":"raw-test"}));
-        assert_eq!(reply["ok"], true, "{reply}");
-        r
-    }
-
-    fn send_bytes(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).unwrap();
-    }
-
-    fn send(&mut self, v: &Value) {
-        let mut buf = Vec::new();
-        frame::write_control(&mut buf, v).unwrap();
-        self.send_bytes(&buf);
-    }
-
-    fn reply(&mut self) -> Value {
-        let payload = frame::read_frame(&mut self.s, frame::MAX_RESPONSE_LEN).expect("a reply frame");
-        serde_json::from_slice(&payload).expect("a JSON reply")
-    }
-
-    fn call(&mut self, v: &Value) -> Value {
-        self.send(v);
-        self.reply()
-    }
-
-    fn call_raw(&mut self, payload: &[u8]) -> Value {
-        let mut buf = Vec::new();
-        frame::write_frame(&mut buf, payload).unwrap();
-        self.send_bytes(&buf);
-        self.reply()
-    }
-
-    /// True when the server has closed the connection.
-    fn closed(&mut self) -> bool {
-        matches!(frame::read_frame(&mut self.s, 1 << 20), Err(FrameError::Closed | FrameError::Io(_)))
-    }
-
-    /// Reads a data section: prefix, bytes, trailer.
-    fn data(&mut self) -> (Vec<u8>, [u8; 16]) {
-        let n = frame::read_header(&mut self.s).unwrap();
-        let mut bytes = vec![0u8; n as usize];
-        self.s.read_exact(&mut bytes).unwrap();
-        let mut trailer = [0u8; 16];
-        self.s.read_exact(&mut trailer).unwrap();
-        (bytes, trailer)
-    }
-}
 
 fn error_code(v: &Value) -> &str {
     assert_eq!(v["ok"], false, "expected an error reply, got {v}");

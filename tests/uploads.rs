@@ -8,7 +8,7 @@
 mod support;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -17,13 +17,14 @@ use ferry::client::jobs::Jobs;
 use ferry::client::{
     CancelToken, ConnectOptions, Connection, DownloadRequest, EventKind, Outcome, UploadOutcome, UploadRequest,
 };
-use ferry::protocol::frame;
 use ferry::protocol::names::Os;
 use ferry::server::ServerEvent;
 use serde_json::{Value, json};
 use support::*;
 
 const LONG: Duration = Duration::from_secs(60);
+/// How long a raw client waits for a reply.
+const RAW_WAIT: Duration = Duration::from_secs(20);
 
 /// A host that takes uploads.
 fn uploads_host(plain: bool) -> TestServer {
@@ -84,38 +85,6 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-/// A raw plain-protocol client (the host must be plain).
-struct Raw {
-    s: TcpStream,
-}
-
-impl Raw {
-    fn hello(addr: SocketAddr) -> Raw {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut r = Raw { s };
-        let reply = r.call(&json!({"op":"hello","version":1,"client":"raw-upload-test"}));
-        assert_eq!(reply["ok"], true, "{reply}");
-        r
-    }
-
-    fn send(&mut self, v: &Value) {
-        let mut buf = Vec::new();
-        frame::write_control(&mut buf, v).unwrap();
-        self.s.write_all(&buf).unwrap();
-    }
-
-    fn reply(&mut self) -> Value {
-        let payload = frame::read_frame(&mut self.s, frame::MAX_RESPONSE_LEN).expect("a reply frame");
-        serde_json::from_slice(&payload).expect("a JSON reply")
-    }
-
-    fn call(&mut self, v: &Value) -> Value {
-        self.send(v);
-        self.reply()
-    }
-}
-
 fn code(v: &Value) -> &str {
     v["error"].as_str().unwrap_or_else(|| panic!("an error reply, got {v}"))
 }
@@ -131,7 +100,7 @@ fn put_is_refused_read_only_when_the_host_does_not_allow_uploads() {
     assert!(files_under(srv.root()).is_empty());
     // On the wire: read_only, and the connection goes on.
     let plain = TestServer::start_plain();
-    let mut r = Raw::hello(plain.addr);
+    let mut r = Raw::hello_waiting(plain.addr, RAW_WAIT);
     assert_eq!(code(&r.call(&json!({"op":"put","path":"b.bin","size":3}))), "read_only");
     assert_eq!(r.call(&json!({"op":"list","path":""}))["ok"], true);
 }
@@ -249,7 +218,7 @@ fn hostile_names_and_paths_are_refused_and_nothing_is_written_outside() {
         std::os::unix::fs::symlink("inbox", root.join("in")).unwrap();
     }
     let before = files_under(&root);
-    let mut r = Raw::hello(srv.addr);
+    let mut r = Raw::hello_waiting(srv.addr, RAW_WAIT);
     let cases = vec![
         ("../escape.bin", "bad_path"),
         ("/etc/escape.bin", "bad_path"),
@@ -293,7 +262,7 @@ fn hostile_names_and_paths_are_refused_and_nothing_is_written_outside() {
         c.plain = true;
         c.upload_folder = Some("inbox".into());
     });
-    let mut r = Raw::hello(srv.addr);
+    let mut r = Raw::hello_waiting(srv.addr, RAW_WAIT);
     assert_eq!(code(&r.call(&json!({"op":"put","path":"x.bin","size":1}))), "forbidden");
     assert_eq!(code(&r.call(&json!({"op":"put","path":"inboxx/x.bin","size":1,"mkdirs":true}))), "forbidden");
     let ok = r.call(&json!({"op":"put","path":"inbox/sub/x.bin","size":0,"mkdirs":true}));
@@ -305,7 +274,7 @@ fn a_part_ferry_did_not_create_is_never_touched() {
     let srv = uploads_host(true);
     let root = srv.root().to_path_buf();
     std::fs::write(root.join("a.bin.ferry-upload"), b"someone else's").unwrap();
-    let mut r = Raw::hello(srv.addr);
+    let mut r = Raw::hello_waiting(srv.addr, RAW_WAIT);
     let reply = r.call(&json!({"op":"put","path":"a.bin","size":5}));
     assert_eq!(code(&reply), "exists", "{reply}");
     assert!(reply["message"].as_str().unwrap().contains("did not create"), "{reply}");
@@ -315,7 +284,7 @@ fn a_part_ferry_did_not_create_is_never_touched() {
 
 /// Sends `put` and the first `cut` bytes of `bytes`' data section, then drops the connection.
 fn interrupted_put(addr: SocketAddr, path: &str, bytes: &[u8], cut: usize) {
-    let mut r = Raw::hello(addr);
+    let mut r = Raw::hello_waiting(addr, RAW_WAIT);
     let reply = r.call(&json!({"op":"put","path":path,"size":bytes.len()}));
     assert_eq!(reply, json!({"ok":true,"offset":0}));
     r.s.write_all(&(bytes.len() as u64).to_be_bytes()).unwrap();
@@ -569,7 +538,7 @@ fn sixteen_clients_upload_at_once_and_every_file_verifies() {
 fn stopping_the_host_ends_an_upload_with_one_failure_and_keeps_only_the_part() {
     let mut srv = uploads_host(true);
     let bytes = random_bytes(2 * 1024 * 1024, 15);
-    let mut r = Raw::hello(srv.addr);
+    let mut r = Raw::hello_waiting(srv.addr, RAW_WAIT);
     assert_eq!(r.call(&json!({"op":"put","path":"s.bin","size":bytes.len()})), json!({"ok":true,"offset":0}));
     r.s.write_all(&(bytes.len() as u64).to_be_bytes()).unwrap();
     r.s.write_all(&bytes[..700_000]).unwrap();

@@ -194,6 +194,11 @@ pub fn ferry_command() -> Command {
     c
 }
 
+/// Runs the real `ferry` with `args` in `cwd` to its end; what it printed and its exit status.
+pub fn ferry(args: &[&str], cwd: &Path) -> std::process::Output {
+    ferry_command().args(args).current_dir(cwd).stdin(Stdio::null()).output().unwrap()
+}
+
 /// The lines a child process writes to one pipe, read on a thread as they come, so a test can
 /// wait for a line with a deadline and still get every line once the child has exited.
 pub struct Lines {
@@ -481,4 +486,81 @@ fn pipe_tampered(
 /// The path of a fresh download destination in a new temp folder.
 pub fn dest_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
+}
+
+/// A raw plain-protocol client (the host must be plain): writes whatever it is told, reads
+/// frames back.
+pub struct Raw {
+    pub s: TcpStream,
+}
+
+impl Raw {
+    /// Connected; a read waits at most 10 s (then [`Raw::closed`] says so).
+    pub fn connect(addr: SocketAddr) -> Raw {
+        Raw::connect_waiting(addr, Duration::from_secs(10))
+    }
+
+    pub fn connect_waiting(addr: SocketAddr, wait: Duration) -> Raw {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(wait)).unwrap();
+        Raw { s }
+    }
+
+    /// Connected and past a version 1 `hello`.
+    pub fn hello(addr: SocketAddr) -> Raw {
+        Raw::hello_waiting(addr, Duration::from_secs(10))
+    }
+
+    pub fn hello_waiting(addr: SocketAddr, wait: Duration) -> Raw {
+        let mut r = Raw::connect_waiting(addr, wait);
+        let reply = r.call(&serde_json::json!({"op":"hello","version":1,"client":"raw-test"}));
+        assert_eq!(reply["ok"], true, "{reply}");
+        r
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+
+    pub fn send(&mut self, v: &serde_json::Value) {
+        let mut buf = Vec::new();
+        ferry::protocol::frame::write_control(&mut buf, v).unwrap();
+        self.send_bytes(&buf);
+    }
+
+    pub fn reply(&mut self) -> serde_json::Value {
+        let payload = ferry::protocol::frame::read_frame(&mut self.s, ferry::protocol::frame::MAX_RESPONSE_LEN)
+            .expect("a reply frame");
+        serde_json::from_slice(&payload).expect("a JSON reply")
+    }
+
+    pub fn call(&mut self, v: &serde_json::Value) -> serde_json::Value {
+        self.send(v);
+        self.reply()
+    }
+
+    pub fn call_raw(&mut self, payload: &[u8]) -> serde_json::Value {
+        let mut buf = Vec::new();
+        ferry::protocol::frame::write_frame(&mut buf, payload).unwrap();
+        self.send_bytes(&buf);
+        self.reply()
+    }
+
+    /// True when the server has closed the connection.
+    pub fn closed(&mut self) -> bool {
+        matches!(
+            ferry::protocol::frame::read_frame(&mut self.s, 1 << 20),
+            Err(ferry::protocol::frame::FrameError::Closed | ferry::protocol::frame::FrameError::Io(_))
+        )
+    }
+
+    /// Reads a data section: prefix, bytes, trailer.
+    pub fn data(&mut self) -> (Vec<u8>, [u8; 16]) {
+        let n = ferry::protocol::frame::read_header(&mut self.s).unwrap();
+        let mut bytes = vec![0u8; n as usize];
+        self.s.read_exact(&mut bytes).unwrap();
+        let mut trailer = [0u8; 16];
+        self.s.read_exact(&mut trailer).unwrap();
+        (bytes, trailer)
+    }
 }
