@@ -783,11 +783,7 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
     let (jobs, events) = Jobs::new(None);
     let job =
         jobs.download(addr, opts, DownloadRequest { path: path.to_string(), dest: dest.clone(), overwrite: force });
-    let job = std::sync::Arc::new(job);
-    {
-        let job = job.clone();
-        let _ = ctrlc::set_handler(move || job.cancel());
-    }
+    cancel_on_ctrl_c(job.canceller());
     let mut meter = Meter::new();
     loop {
         let Ok(event) = events.recv() else { break EXIT_FAILURE };
@@ -872,10 +868,7 @@ fn get(addr: &str, path: &str, output: Option<&Path>, force: bool, opts: &Connec
 /// verified file. Exit 2 if any file's MD5 did not match on the host, else 1 if any failed.
 fn put(addr: &str, files: &[(PathBuf, String)], opts: &ConnectOptions) -> i32 {
     let cancel = CancelToken::new();
-    {
-        let cancel = cancel.clone();
-        let _ = ctrlc::set_handler(move || cancel.cancel());
-    }
+    cancel_on_ctrl_c(cancel.clone());
     let mut conn = match Connection::connect(addr, opts) {
         Ok(c) => c,
         Err(e) => return connect_error(e),
@@ -928,6 +921,12 @@ fn put(addr: &str, files: &[(PathBuf, String)], opts: &ConnectOptions) -> i32 {
     } else {
         EXIT_OK
     }
+}
+
+/// Ctrl-C cancels the job behind `cancel`: it ends with its own Cancelled event (and message),
+/// its partial file kept for a resume.
+fn cancel_on_ctrl_c(cancel: CancelToken) {
+    let _ = ctrlc::set_handler(move || cancel.cancel());
 }
 
 /// Progress on stderr: a bar on a terminal; elsewhere (a log, a pipe) a line at most once a
@@ -1004,11 +1003,8 @@ impl Meter {
 fn get_tree(addr: &str, paths: Vec<String>, dest: PathBuf, force: bool, manifest: bool, opts: &ConnectOptions) -> i32 {
     let (jobs, events) = Jobs::new(None);
     let req = TreeRequest { paths, dest: dest.clone(), overwrite: force, limits: TreeLimits::default(), only: None };
-    let job = std::sync::Arc::new(jobs.download_tree(addr, opts, req));
-    {
-        let job = job.clone();
-        let _ = ctrlc::set_handler(move || job.cancel());
-    }
+    let job = jobs.download_tree(addr, opts, req);
+    cancel_on_ctrl_c(job.canceller());
     let mut meter = Meter::new();
     loop {
         let Ok(event) = events.recv() else { break EXIT_FAILURE };

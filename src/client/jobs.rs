@@ -146,6 +146,11 @@ impl JobHandle {
         self.cancel.cancel();
     }
 
+    /// A token that cancels this job from anywhere (a Ctrl-C handler, another thread).
+    pub fn canceller(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
     /// Waits for the job's thread to end.
     pub fn join(mut self) {
         if let Some(t) = self.thread.take() {
