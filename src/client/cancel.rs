@@ -4,9 +4,10 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::transport::Stream;
+use crate::transport::sliced::{read_in_slices, slice_reads};
 
 #[derive(Default)]
 struct Inner {
@@ -51,22 +52,10 @@ impl std::fmt::Debug for CancelToken {
     }
 }
 
-/// The longest a blocked read goes without looking at the cancel flag.
-pub(crate) const CANCEL_POLL: Duration = Duration::from_millis(100);
-
-/// A connection's read half, read in slices that look at the job's cancel flag.
-///
-/// Shutting the socket down (what [`CancelToken::cancel`] does) wakes a read blocked on it on
-/// Linux and macOS, but not on Windows (rust-lang/rust#121594): a cancelled download waiting on
-/// a stalled host would end only at the idle timeout. So the socket's read timeout is one
-/// slice of at most [`CANCEL_POLL`], and a read that times out looks at the flag and goes on
-/// waiting until the whole `idle` time passed without a byte (then `TimedOut`, as one long
-/// read timeout would) or the job is cancelled (then `ConnectionAborted`).
-///
-/// Windows documents that a receive ended by its timeout may leave the socket in an undefined
-/// state. A byte lost that way could only fail the connection (a malformed frame) or the MD5
-/// verdict of the file being received: nothing unverified is ever kept under its final name.
-/// A TLS read cut short by a slice keeps its partial record and goes on with the next one.
+/// A connection's read half, read in slices ([`crate::transport::sliced`]) that look at the
+/// job's cancel flag: shutting the socket down (what [`CancelToken::cancel`] does) does not
+/// wake a blocked read on Windows. A read waits until the whole `idle` time passed without a
+/// byte (then `TimedOut`) or the job is cancelled (then `ConnectionAborted`).
 pub(crate) struct Watched {
     pub(crate) stream: Stream,
     cancel: Option<CancelToken>,
@@ -78,7 +67,7 @@ impl Watched {
     /// Sets the socket's read timeout to the slice: the socket must not be read elsewhere with
     /// the expectation of a longer one.
     pub(crate) fn new(stream: Stream, idle: Duration) -> io::Result<Watched> {
-        stream.tcp().set_read_timeout(Some(idle.min(CANCEL_POLL).max(Duration::from_millis(1))))?;
+        slice_reads(&stream, idle)?;
         Ok(Watched { stream, cancel: None, idle })
     }
 
@@ -87,27 +76,17 @@ impl Watched {
         cancel.attach(self.stream.tcp());
         self.cancel = Some(cancel.clone());
     }
-
-    fn cancelled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
-    }
 }
 
 impl Read for Watched {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let started = Instant::now();
-        loop {
-            match self.stream.read(buf) {
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    if self.cancelled() {
-                        return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "cancelled"));
-                    }
-                    if started.elapsed() >= self.idle {
-                        return Err(e);
-                    }
-                }
-                other => return other,
+        let Watched { stream, cancel, idle } = self;
+        let cancelled = || cancel.as_ref().is_some_and(CancelToken::is_cancelled);
+        match read_in_slices(stream, buf, *idle, cancelled) {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && cancelled() => {
+                Err(io::Error::new(io::ErrorKind::ConnectionAborted, "cancelled"))
             }
+            other => other,
         }
     }
 }
@@ -127,6 +106,7 @@ mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
     use std::sync::mpsc;
+    use std::time::Instant;
 
     /// A connected pair: the client end, and the host end kept open and silent.
     fn silent_host() -> (TcpStream, TcpStream) {

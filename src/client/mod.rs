@@ -407,7 +407,7 @@ impl Connection {
     }
 
     /// Lets `cancel` end whatever this connection waits for: a cancel shuts the socket down,
-    /// and a read notices it within [`cancel::CANCEL_POLL`] even where the shutdown does not
+    /// and a read notices it within [`crate::transport::sliced::SLICE`] even where the shutdown does not
     /// wake it (Windows).
     pub(crate) fn watch(&mut self, cancel: &CancelToken) {
         self.reader.get_mut().watch(cancel);

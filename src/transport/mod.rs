@@ -15,6 +15,7 @@
 pub mod identity;
 pub mod known_hosts;
 pub mod pake;
+pub mod sliced;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
