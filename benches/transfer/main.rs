@@ -361,6 +361,12 @@ fn run(opts: &Options) -> Result<Vec<String>> {
     let note = |label: &str, r: usize, v: f64, unit: &str| {
         say(format!("  [{r}/{}] {label:<40} {:>8} {unit}", opts.runs, num(v)));
     };
+    // A ferry row's run: its MB/s, and the CPU both ends spent, per GiB.
+    let record = |row: &mut Series, cpu: &mut Series, run: &ferry_runs::Run, label: &str, r: usize| {
+        row.samples.push(run.mbps);
+        cpu.samples.push(run.cpu_per_gib);
+        note(label, r, run.mbps, "MB/s");
+    };
     for r in 1..=opts.runs {
         say(format!("round {r}/{} (big file)", opts.runs));
         let v = bench.run_md5sum()?;
@@ -380,42 +386,32 @@ fn run(opts: &Options) -> Result<Vec<String>> {
             note("http.server -> curl -o DEST; md5sum DEST", r, v, "MB/s");
         }
         let run = bench.run_ferry_cold(Wire::Tls, r == 1)?;
-        rows.cold.samples.push(run.mbps);
-        rows.cpu_cold.samples.push(run.cpu_per_gib);
-        note("ferry cold (fresh serve, get, verified)", r, run.mbps, "MB/s");
+        record(&mut rows.cold, &mut rows.cpu_cold, &run, "ferry cold (fresh serve, get, verified)", r);
         let run = bench.ferry_get_from("ferry warm", &warm_server, &dl.join("ferry-warm.bin"), false)?;
         bench.client_peak_warm_kib = bench.client_peak_warm_kib.max(run.client_kib);
-        rows.warm.samples.push(run.mbps);
-        rows.cpu_warm.samples.push(run.cpu_per_gib);
-        note("ferry warm (same server again)", r, run.mbps, "MB/s");
+        record(&mut rows.warm, &mut rows.cpu_warm, &run, "ferry warm (same server again)", r);
         let (run, after, index_cpu) = bench.run_ferry_indexed(Wire::Tls, &hosted[2 * r - 2])?;
-        rows.indexed.samples.push(run.mbps);
         rows.indexed_after.samples.push(after);
-        rows.cpu_indexed.samples.push(run.cpu_per_gib);
         rows.cpu_index.samples.push(index_cpu);
-        note(&format!("ferry first get, hosted {after:.1} s ago"), r, run.mbps, "MB/s");
+        record(&mut rows.indexed, &mut rows.cpu_indexed, &run, &format!("ferry first get, hosted {after:.1} s ago"), r);
         let run = bench.run_ferry_cold(Wire::Plain, false)?;
-        rows.cold_plain.samples.push(run.mbps);
-        rows.cpu_cold_plain.samples.push(run.cpu_per_gib);
-        note("ferry cold --plain", r, run.mbps, "MB/s");
+        record(&mut rows.cold_plain, &mut rows.cpu_cold_plain, &run, "ferry cold --plain", r);
         let run = bench.ferry_get_from("ferry warm plain", &warm_plain_server, &dl.join("ferry-warm.bin"), false)?;
-        rows.warm_plain.samples.push(run.mbps);
-        rows.cpu_warm_plain.samples.push(run.cpu_per_gib);
-        note("ferry warm --plain", r, run.mbps, "MB/s");
+        record(&mut rows.warm_plain, &mut rows.cpu_warm_plain, &run, "ferry warm --plain", r);
         let (run, after, index_cpu) = bench.run_ferry_indexed(Wire::Plain, &hosted[2 * r - 1])?;
-        rows.indexed_plain.samples.push(run.mbps);
         rows.indexed_after.samples.push(after);
-        rows.cpu_indexed_plain.samples.push(run.cpu_per_gib);
         rows.cpu_index.samples.push(index_cpu);
-        note(&format!("ferry first get --plain, hosted {after:.1} s ago"), r, run.mbps, "MB/s");
+        record(
+            &mut rows.indexed_plain,
+            &mut rows.cpu_indexed_plain,
+            &run,
+            &format!("ferry first get --plain, hosted {after:.1} s ago"),
+            r,
+        );
         let run = bench.run_ferry_put(Wire::Tls, r == 1)?;
-        rows.put.samples.push(run.mbps);
-        rows.cpu_put.samples.push(run.cpu_per_gib);
-        note("ferry put (upload, host verifies)", r, run.mbps, "MB/s");
+        record(&mut rows.put, &mut rows.cpu_put, &run, "ferry put (upload, host verifies)", r);
         let run = bench.run_ferry_put(Wire::Plain, false)?;
-        rows.put_plain.samples.push(run.mbps);
-        rows.cpu_put_plain.samples.push(run.cpu_per_gib);
-        note("ferry put --plain", r, run.mbps, "MB/s");
+        record(&mut rows.put_plain, &mut rows.cpu_put_plain, &run, "ferry put --plain", r);
     }
     bench.server_peak_warm_kib = warm_server.peak_rss_kib().unwrap_or(0);
     for server in [warm_server, warm_plain_server] {
