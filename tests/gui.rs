@@ -10,56 +10,19 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
-use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use ferry::client::{part_path, record_path};
+use ferry::gui::format::grouped_hex;
 use ferry::gui::verdict::fingerprint_names;
-use ferry::gui::{FerryApp, State, format::grouped_hex};
 use ferry::protocol::hex;
 use ferry::server::{Server, ServerConfig, ServerEvent};
 use md5::{Digest, Md5};
 
 #[path = "support/kittest.rs"]
 mod kittest;
-use kittest::{App, step_until};
-
-/// The window with native dialogs off (the typed-path fields stand in for them) and downloads
-/// going to `download_dir`.
-fn app(download_dir: &Path) -> App {
-    let state = State { download_dir: download_dir.display().to_string(), ..State::default() };
-    Harness::builder()
-        .with_size([1100.0, 900.0])
-        // A real frame's length: the default (0.25 s) would space two clicks too far apart to
-        // make a double click.
-        .with_step_dt(1.0 / 60.0)
-        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false).with_discovery(false))
-}
+use kittest::{App, app, app_sized, click, double_click, has, step_until, type_into};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn type_into(h: &mut App, label: &str, text: &str) {
-    h.get_by_label(label).set_text_value_accesskit(text);
-    h.run_steps(2);
-}
-
-fn click(h: &mut App, label: &str) {
-    h.get_by_label(label).click();
-    h.run_steps(2);
-}
-
-fn double_click(h: &mut App, label: &str) {
-    // The harness's clock advances 1/60 s a step: let the last click age, or egui would count
-    // a triple click.
-    h.run_steps(30);
-    let node = h.get_by_label(label);
-    node.click();
-    node.click();
-    h.run_steps(2);
-}
-
-fn has(h: &App, label: &str) -> bool {
-    h.query_all_by_label_contains(label).next().is_some()
-}
 
 /// Deterministic bytes that do not compress or repeat in any way MD5 would care about.
 fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -635,15 +598,6 @@ fn resume_uses_the_pin_typed_since_the_download_started() {
     step_until(&mut h, "the verdict", WAIT, |h| has(h, "MD5 verified") || has(h, "Failed"));
     assert!(has(&h, "MD5 verified"), "resumed with the PIN typed since");
     assert_eq!(std::fs::read(downloads.path().join("album.zip")).unwrap(), data);
-}
-
-/// The window at `size`, as [`app`] makes it.
-fn app_sized(download_dir: &Path, size: [f32; 2]) -> App {
-    let state = State { download_dir: download_dir.display().to_string(), ..State::default() };
-    Harness::builder()
-        .with_size(size)
-        .with_step_dt(1.0 / 60.0)
-        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false).with_discovery(false))
 }
 
 /// Nothing is cut off on the right: every button, field and row lies within `width` (what is

@@ -6,35 +6,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use ferry::gui::verdict::fingerprint_names;
-use ferry::gui::{FerryApp, State};
 use ferry::server::{Server, ServerConfig, ServerEvent};
 use md5::{Digest, Md5};
 
 #[path = "support/kittest.rs"]
 mod kittest;
-use kittest::{App, step_until};
+use kittest::{App, app, click, has, step_until};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn app(download_dir: &Path) -> App {
-    let state = State { download_dir: download_dir.display().to_string(), ..State::default() };
-    Harness::builder()
-        .with_size([1100.0, 900.0])
-        .with_step_dt(1.0 / 60.0)
-        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false).with_discovery(false))
-}
-
-fn click(h: &mut App, label: &str) {
-    h.get_by_label(label).click();
-    h.run_steps(2);
-}
-
-fn has(h: &App, label: &str) -> bool {
-    h.query_all_by_label_contains(label).next().is_some()
-}
 
 fn md5_hex(bytes: &[u8]) -> String {
     Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()

@@ -7,57 +7,19 @@
 //! The window keeps its known hosts where ferry does: under cargo, `FERRY_CONFIG_DIR` points
 //! into target/ (.cargo/config.toml), never at the person's own configuration folder.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use ferry::gui::{FerryApp, State};
 use ferry::server::{Server, ServerConfig, ServerEvent};
 use ferry::transport::{Identity, KnownHosts, host_key};
 
+#[path = "support/kittest.rs"]
+mod kittest;
 mod support;
-
-type App = Harness<'static, FerryApp>;
+use kittest::{app, click, has, step_until, type_into};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn app(download_dir: &Path) -> App {
-    let state = State { download_dir: download_dir.display().to_string(), ..State::default() };
-    Harness::builder()
-        .with_size([1100.0, 900.0])
-        .with_step_dt(1.0 / 60.0)
-        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false))
-}
-
-#[track_caller]
-fn step_until(h: &mut App, what: &str, done: impl Fn(&App) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn type_into(h: &mut App, label: &str, text: &str) {
-    h.get_by_label(label).set_text_value_accesskit(text);
-    h.run_steps(2);
-}
-
-fn click(h: &mut App, label: &str) {
-    h.get_by_label(label).click();
-    h.run_steps(2);
-}
-
-fn has(h: &App, label: &str) -> bool {
-    h.query_all_by_label_contains(label).next().is_some()
-}
 
 #[test]
 fn both_tabs_show_the_same_identity_and_a_changed_one_waits_for_the_person() {
@@ -77,7 +39,7 @@ fn both_tabs_show_the_same_identity_and_a_changed_one_waits_for_the_person() {
     type_into(&mut h, "Listen on", "127.0.0.1");
     type_into(&mut h, "port", "0");
     click(&mut h, "Start hosting");
-    step_until(&mut h, "the server to listen", |h| h.state().hosting_addr().is_some());
+    step_until(&mut h, "the server to listen", WAIT, |h| h.state().hosting_addr().is_some());
     h.run_steps(2);
     let own = Identity::load_default().unwrap().fingerprint();
     let shown = format!("identity: {}", own.groups());
@@ -88,7 +50,7 @@ fn both_tabs_show_the_same_identity_and_a_changed_one_waits_for_the_person() {
     click(&mut h, "Client");
     type_into(&mut h, "Server address", &addr.to_string());
     click(&mut h, "Connect");
-    step_until(&mut h, "the listing", |h| h.query_by_label("a.txt").is_some());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("a.txt").is_some());
     assert!(has(&h, &shown), "the Client tab shows {shown}");
 
     // Another host, with another key, where this client remembers a different identity.
@@ -119,11 +81,11 @@ fn both_tabs_show_the_same_identity_and_a_changed_one_waits_for_the_person() {
 
     type_into(&mut h, "Server address", &other_addr.to_string());
     click(&mut h, "Connect");
-    step_until(&mut h, "the changed-identity warning", |h| has(h, "has CHANGED"));
+    step_until(&mut h, "the changed-identity warning", WAIT, |h| has(h, "has CHANGED"));
     assert!(has(&h, &format!("identity: {}", other.fingerprint().groups())), "the new identity is shown");
     assert_eq!(known.lookup(&key).unwrap(), Some(own), "not accepted by itself");
     click(&mut h, "They match: accept the new identity");
-    step_until(&mut h, "the accepted host", |h| has(h, "You accepted this host's new identity"));
+    step_until(&mut h, "the accepted host", WAIT, |h| has(h, "You accepted this host's new identity"));
     assert!(!has(&h, "has CHANGED"));
     assert_eq!(known.lookup(&key).unwrap(), Some(other.fingerprint()), "remembered once accepted");
 }
@@ -147,10 +109,10 @@ fn bytes_changed_on_the_way_end_the_download_with_words_for_it_and_resume() {
     click(&mut h, "Client");
     type_into(&mut h, "Server address", &relay.addr.to_string());
     click(&mut h, "Connect");
-    step_until(&mut h, "the listing", |h| h.query_by_label("big.bin").is_some());
+    step_until(&mut h, "the listing", WAIT, |h| h.query_by_label("big.bin").is_some());
     click(&mut h, "big.bin");
     click(&mut h, "Download");
-    step_until(&mut h, "the failed card", |h| has(h, "the data was changed on the way"));
+    step_until(&mut h, "the failed card", WAIT, |h| has(h, "the data was changed on the way"));
     assert!(h.query_by_label("Resume").is_some(), "what arrived intact is kept: Resume is offered");
     assert!(!downloads.path().join("big.bin").exists(), "nothing under the final name");
 }

@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use ferry::client::{CancelToken, ClientError, ConnectOptions, Connection, UploadOutcome, UploadRequest};
-use ferry::gui::{FerryApp, State, format::grouped_hex};
+use ferry::gui::format::grouped_hex;
 use ferry::protocol::hex;
 use ferry::protocol::message::ErrorCode;
 use ferry::server::{Server, ServerConfig, ServerEvent};
@@ -21,39 +20,9 @@ use md5::{Digest, Md5};
 #[path = "support/kittest.rs"]
 mod kittest;
 mod support;
-use kittest::{App, step_until};
+use kittest::{App, app, click, double_click, has, step_until, type_into};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn app(download_dir: &Path) -> App {
-    let state = State { download_dir: download_dir.display().to_string(), ..State::default() };
-    Harness::builder()
-        .with_size([1100.0, 900.0])
-        .with_step_dt(1.0 / 60.0)
-        .build_eframe(move |cc| FerryApp::new(state, &cc.egui_ctx).with_native_dialogs(false).with_discovery(false))
-}
-
-fn type_into(h: &mut App, label: &str, text: &str) {
-    h.get_by_label(label).set_text_value_accesskit(text);
-    h.run_steps(2);
-}
-
-fn click(h: &mut App, label: &str) {
-    h.get_by_label(label).click();
-    h.run_steps(2);
-}
-
-fn double_click(h: &mut App, label: &str) {
-    h.run_steps(30);
-    let node = h.get_by_label(label);
-    node.click();
-    node.click();
-    h.run_steps(2);
-}
-
-fn has(h: &App, label: &str) -> bool {
-    h.query_all_by_label_contains(label).next().is_some()
-}
 
 fn md5_hex(bytes: &[u8]) -> String {
     hex(&<[u8; 16]>::from(Md5::digest(bytes)))
