@@ -24,22 +24,6 @@ use kittest::{App, app, click, double_click, has, step_until, type_into};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn md5_hex(bytes: &[u8]) -> String {
-    hex(&<[u8; 16]>::from(Md5::digest(bytes)))
-}
-
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// A file dropped on the window, as the windowing system hands it over.
 #[derive(Debug)]
 struct Dropped(PathBuf);
@@ -95,7 +79,7 @@ fn upload(addr: &str, local: &Path, path: &str) -> Result<UploadOutcome, ClientE
 fn uploads_are_off_until_allowed_and_received_files_show_their_verdict() {
     let (share, src, downloads) =
         (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let data = bytes(400_000, 5);
+    let data = support::random_bytes(400_000, 5);
     let local = src.path().join("photo.jpg");
     std::fs::write(&local, &data).unwrap();
 
@@ -117,7 +101,7 @@ fn uploads_are_off_until_allowed_and_received_files_show_their_verdict() {
     assert!(matches!(outcome, UploadOutcome::Verified { .. }), "{outcome:?}");
     assert_eq!(std::fs::read(share.path().join("photo.jpg")).unwrap(), data);
 
-    let shown = grouped_hex(&md5_hex(&data));
+    let shown = grouped_hex(&support::md5_hex(&data));
     step_until(&mut h, "the received file in the finished list", WAIT, |h| has(h, "received, MD5 verified"));
     assert!(h.query_by_label(&shown).is_some(), "the MD5 computed on arrival is shown");
     // The switch is not remembered unless asked.
@@ -148,7 +132,7 @@ fn files_and_folders_dropped_on_the_browser_upload_into_the_folder_shown() {
     std::fs::write(share.path().join("inbox/marker.txt"), b"m").unwrap();
     let (_server, addr) = uploads_host(share.path());
     let one = src.path().join("one.bin");
-    let one_data = bytes(1_500_000, 8);
+    let one_data = support::random_bytes(1_500_000, 8);
     std::fs::write(&one, &one_data).unwrap();
     let album = src.path().join("album");
     std::fs::create_dir_all(album.join("deeper")).unwrap();
@@ -165,7 +149,7 @@ fn files_and_folders_dropped_on_the_browser_upload_into_the_folder_shown() {
 
     drop_on_window(&mut h, &[&one, &album]);
     // A file is under its name on the host only once the host verified it.
-    let shown = grouped_hex(&md5_hex(&one_data));
+    let shown = grouped_hex(&support::md5_hex(&one_data));
     let inbox = share.path().join("inbox");
     step_until(&mut h, "three verified uploads", WAIT, |h| {
         h.query_all_by_label(&shown).count() == 2 && inbox.join("album/deeper/b.txt").exists()
@@ -236,7 +220,7 @@ fn an_upload_can_be_cancelled_and_the_host_keeps_what_arrived() {
     // The host gets the first 512 KiB of the upload, then nothing until released.
     let relay = support::Relay::start(addr.parse().unwrap(), support::Tamper::StallUpstreamAfter(512 * 1024));
     let local = src.path().join("slow.bin");
-    std::fs::write(&local, bytes(3 * 1024 * 1024, 31)).unwrap();
+    std::fs::write(&local, support::random_bytes(3 * 1024 * 1024, 31)).unwrap();
 
     let mut h = app(downloads.path());
     click(&mut h, "Client");
@@ -267,7 +251,7 @@ fn both_screens_show_the_same_verified_fingerprint() {
     let (share, src, downloads) =
         (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     std::fs::write(share.path().join("marker.txt"), b"m").unwrap();
-    let data = bytes(700_000, 41);
+    let data = support::random_bytes(700_000, 41);
     let local = src.path().join("gift.bin");
     std::fs::write(&local, &data).unwrap();
     let md5: [u8; 16] = Md5::digest(&data).into();
