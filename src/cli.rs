@@ -332,6 +332,12 @@ pub fn run(command: Command) -> i32 {
     }
 }
 
+/// "5.00 MiB in 0.42 s (11.9 MiB/s)": how much a transfer moved and how fast.
+fn moved(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    format!("{} in {secs:.2} s ({})", format::size(bytes), format::speed(bytes as f64 / secs.max(1e-6)))
+}
+
 fn log(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{} {line}", format::clock_now());
@@ -417,11 +423,9 @@ fn serve(config: ServerConfig) -> i32 {
                 if let Some((client, path, _)) = transfers.remove(&transfer) {
                     if expected == actual {
                         log(format_args!(
-                            "client {client} uploaded \"{}\": {} in {:.2} s ({}), md5 {} verified, saved",
+                            "client {client} uploaded \"{}\": {}, md5 {} verified, saved",
                             Escaped(&path),
-                            format::size(received),
-                            elapsed.as_secs_f64(),
-                            format::speed(received as f64 / elapsed.as_secs_f64().max(1e-6)),
+                            moved(received, elapsed),
                             hex(&actual)
                         ));
                     } else {
@@ -440,11 +444,9 @@ fn serve(config: ServerConfig) -> i32 {
             ServerEvent::TransferFinished { transfer, md5, sent, elapsed } => {
                 if let Some((client, path, _)) = transfers.remove(&transfer) {
                     log(format_args!(
-                        "client {client} sent \"{}\": {} in {:.2} s ({}), md5 {}",
+                        "client {client} sent \"{}\": {}, md5 {}",
                         Escaped(&path),
-                        format::size(sent),
-                        elapsed.as_secs_f64(),
-                        format::speed(sent as f64 / elapsed.as_secs_f64().max(1e-6)),
+                        moved(sent, elapsed),
                         hex(&md5)
                     ));
                 }
