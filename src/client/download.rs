@@ -479,10 +479,10 @@ impl Transfer<'_> {
         progress(Progress { done: offset, total: size });
 
         let header = data::read_header(&mut conn.reader, size - offset);
-        let waited = conn.timeout;
+        let waited = conn.timeout();
         // The host is sending: a stall from here on is noticed after the usual time.
         conn.set_patience(Duration::ZERO);
-        let timeout = conn.timeout;
+        let timeout = conn.timeout();
         let len = match header {
             Ok(len) => len,
             Err(e) => return Err(ClientError::from_data(e, waited)),

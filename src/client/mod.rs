@@ -267,9 +267,8 @@ pub struct Connection {
     hello: HelloReply,
     identity: Option<HostIdentity>,
     peer: SocketAddr,
-    timeout: Duration,
-    /// The timeout the connection was opened with; `timeout` is longer while a host may be
-    /// busy before it answers (see [`Connection::set_patience`]).
+    /// The timeout the connection was opened with; [`Connection::timeout`] is longer while a
+    /// host may be busy before it answers (see [`Connection::set_patience`]).
     base_timeout: Duration,
     out: Vec<u8>,
     /// Set while a data section is in flight; a connection left mid-section is unusable.
@@ -371,7 +370,6 @@ impl Connection {
             hello: HelloReply::default(),
             identity,
             peer,
-            timeout: opts.io_timeout,
             base_timeout: opts.io_timeout,
             out: Vec::new(),
             poisoned: false,
@@ -402,8 +400,12 @@ impl Connection {
 
     /// How long reads wait for the host's next byte from now on.
     pub(crate) fn set_timeout(&mut self, idle: Duration) {
-        self.timeout = idle;
         self.reader.get_mut().idle = idle;
+    }
+
+    /// How long reads wait for the host's next byte.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.reader.get_ref().idle
     }
 
     /// Lets `cancel` end whatever this connection waits for: a cancel shuts the socket down,
@@ -533,7 +535,10 @@ impl Connection {
             sent.push(Awaiting { ack: matches!(req, Request::Verdict { .. }), bytes: self.out.len() - before });
         }
         let stream = self.reader.get_mut();
-        stream.write_all(&self.out).and_then(|()| stream.flush()).map_err(|e| ClientError::from_io(e, self.timeout))?;
+        stream
+            .write_all(&self.out)
+            .and_then(|()| stream.flush())
+            .map_err(|e| ClientError::from_io(e, self.timeout()))?;
         self.awaiting_bytes += self.out.len();
         self.awaiting.extend(sent);
         Ok(())
@@ -552,7 +557,7 @@ impl Connection {
             };
             self.awaiting_bytes -= next.bytes;
             let payload = frame::read_frame(&mut self.reader, MAX_RESPONSE_LEN)
-                .map_err(|e| ClientError::from_frame(e, self.timeout))?;
+                .map_err(|e| ClientError::from_frame(e, self.timeout()))?;
             if !next.ack {
                 return parse_reply(&payload).map_err(|e| ClientError::Protocol(e.to_string()));
             }
@@ -569,7 +574,7 @@ impl Connection {
             self.awaiting.pop_front();
             self.awaiting_bytes -= next.bytes;
             frame::read_frame(&mut self.reader, MAX_RESPONSE_LEN)
-                .map_err(|e| ClientError::from_frame(e, self.timeout))?;
+                .map_err(|e| ClientError::from_frame(e, self.timeout()))?;
         }
         Ok(())
     }

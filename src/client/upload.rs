@@ -122,8 +122,8 @@ fn attempt(
         Ok(digest) => digest,
         Err(e) => return Err(after_failed_send(conn, e, req)),
     };
-    let payload =
-        frame::read_frame(&mut conn.reader, MAX_RESPONSE_LEN).map_err(|e| ClientError::from_frame(e, conn.timeout))?;
+    let payload = frame::read_frame(&mut conn.reader, MAX_RESPONSE_LEN)
+        .map_err(|e| ClientError::from_frame(e, conn.timeout()))?;
     conn.poisoned = false;
     let done = parse_reply::<PutDone>(&payload).map_err(|e| ClientError::Protocol(e.to_string()))?;
     match done {
@@ -217,7 +217,7 @@ fn after_failed_send(conn: &mut Connection, e: Sending, req: &UploadRequest) -> 
                 .and_then(|r| r.err());
             match answer {
                 Some(reply) => ClientError::Server(reply),
-                None => ClientError::from_io(error, conn.timeout),
+                None => ClientError::from_io(error, conn.timeout()),
             }
         }
     }

@@ -320,7 +320,7 @@ impl Fetch<'_> {
                 "asked for offset {len}, the server answered offset {offset} of a {size}-byte file"
             )));
         }
-        let timeout = self.conn.timeout;
+        let timeout = self.conn.timeout();
         self.conn.poisoned = true;
         let n =
             data::read_header(&mut self.conn.reader, size - offset).map_err(|e| ClientError::from_data(e, timeout))?;
