@@ -140,9 +140,8 @@ pub enum ClientError {
     #[error("the connection was lost: {0}")]
     Lost(String),
     #[error(
-        "the data was changed on the way: the encryption's integrity check caught it (a faulty \
-         network device, or someone tampering), so the connection was closed; nothing unverified \
-         was saved, and what arrived intact is kept for a resume"
+        "the data was changed on the way (the encryption's integrity check caught it: a faulty \
+         network device, or someone tampering); nothing unverified was saved"
     )]
     Tampered,
     #[error("the server stopped responding (no data for {0} s)")]

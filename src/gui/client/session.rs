@@ -229,11 +229,6 @@ pub(crate) fn describe(error: &ClientError) -> String {
         ),
         ClientError::Connect { source, .. } => format::io_words(source),
         ClientError::WrongPin => "wrong PIN (or someone between you and the host): check it with the host".into(),
-        ClientError::Tampered => {
-            "the data was changed on the way (the encryption caught it: a faulty network device, or someone \
-             tampering); nothing unverified was saved"
-                .into()
-        }
         ClientError::TlsRequired | ClientError::Handshake { .. } => {
             "the host does not speak ferry's encrypted protocol (a plain `--plain` host, or not ferry)".into()
         }
