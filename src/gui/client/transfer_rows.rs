@@ -219,8 +219,8 @@ fn download_ui(ui: &mut Ui, d: &Download, out: &mut Vec<Command>) {
         Phase::Kept => {
             ui.weak(format!("Not downloaded: kept the existing {}.", d.dest.display()));
         }
-        Phase::FolderDone { verified, problems, fingerprint, .. } => {
-            folder_verdict_ui(ui, d, *verified, problems, fingerprint)
+        Phase::FolderDone { problems, manifest, fingerprint } => {
+            folder_verdict_ui(ui, d, manifest.len(), problems, fingerprint)
         }
     }
 }

@@ -37,11 +37,11 @@ pub(crate) enum Phase {
     /// A folder download ran to its end: how many files verified, which did not, and the
     /// folder's fingerprint (MD5 of its manifest).
     FolderDone {
-        verified: usize,
         problems: Vec<FileReport>,
-        fingerprint: Md5Digest,
         /// The verified files: a retry of the problems adds to them.
         manifest: Manifest,
+        /// The manifest's MD5, kept rather than hashed again every frame.
+        fingerprint: Md5Digest,
     },
 }
 
@@ -315,7 +315,6 @@ impl Transfers {
                 };
                 d.done = d.total;
                 d.phase = Phase::FolderDone {
-                    verified: summary.manifest.len(),
                     fingerprint: summary.manifest.fingerprint(),
                     problems: summary.problems,
                     manifest: summary.manifest,
