@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -523,7 +523,7 @@ fn a_retry_of_the_problems_alone_looks_at_nothing_else_and_completes_the_manifes
     std::fs::create_dir_all(here("album/small")).unwrap();
     std::fs::write(here("album/small/007.txt"), b"mine").unwrap();
     std::fs::create_dir_all(here("album/deep/er/still deeper/big.bin")).unwrap();
-    let req = |only: Option<Vec<String>>| TreeRequest {
+    let req = |only: Option<BTreeSet<String>>| TreeRequest {
         paths: vec!["album".into()],
         dest: out.path().into(),
         overwrite: false,
@@ -532,9 +532,8 @@ fn a_retry_of_the_problems_alone_looks_at_nothing_else_and_completes_the_manifes
     };
     let mut conn = Connection::connect(&server.addr_string(), &ConnectOptions::default()).unwrap();
     let first = conn.download_tree(&req(None), &CancelToken::new(), &mut |_| {}).unwrap();
-    let mut problems: Vec<String> = first.problems.iter().map(|p| p.rel.clone()).collect();
-    problems.sort();
-    assert_eq!(problems, ["album/deep/er/still deeper/big.bin", "album/small/007.txt"]);
+    let problems: BTreeSet<String> = first.problems.iter().map(|p| p.rel.clone()).collect();
+    assert_eq!(problems.iter().collect::<Vec<_>>(), ["album/deep/er/still deeper/big.bin", "album/small/007.txt"]);
     assert_eq!(first.manifest.len(), files.len() - 2);
 
     // The person moves their things away, and changes a file that was verified (same size):
@@ -566,7 +565,8 @@ fn a_retry_of_the_problems_alone_looks_at_nothing_else_and_completes_the_manifes
 
     // A folder as the retry's path: everything in it.
     std::fs::remove_dir_all(here("album/small")).unwrap();
-    let again = conn.download_tree(&req(Some(vec!["album/small".into()])), &CancelToken::new(), &mut |_| {}).unwrap();
+    let only = BTreeSet::from(["album/small".to_string()]);
+    let again = conn.download_tree(&req(Some(only)), &CancelToken::new(), &mut |_| {}).unwrap();
     assert_eq!(again.manifest.len(), 40);
     assert!(again.problems.is_empty());
 }

@@ -28,6 +28,7 @@
 mod fetch;
 mod walk;
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -89,24 +90,41 @@ pub struct TreeRequest {
     /// folder and everything in it; nothing else is fetched, checked or reported, and only the
     /// folders on the way to them are listed. For retrying the problems of an earlier run
     /// ([`TreeSummary::after_retry`]). `None`: everything.
-    pub only: Option<Vec<String>>,
+    pub only: Option<BTreeSet<String>>,
 }
 
 impl TreeRequest {
     /// Whether `rel` is one of [`TreeRequest::only`] or inside one.
     fn covers(&self, rel: &str) -> bool {
-        self.only.as_ref().is_none_or(|only| only.iter().any(|o| within(rel, o)))
+        self.only.as_ref().is_none_or(|only| covered(only, rel))
     }
 
     /// Whether `rel` is covered or a folder on the way to something covered.
     fn leads_to(&self, rel: &str) -> bool {
-        self.only.as_ref().is_none_or(|only| only.iter().any(|o| within(rel, o) || within(o, rel)))
+        self.only.as_ref().is_none_or(|only| covered(only, rel) || holds(only, rel))
     }
 }
 
-/// Whether the relative path `rel` is `base` or inside it.
-fn within(rel: &str, base: &str) -> bool {
-    rel.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+/// Whether the relative path `rel` is in `only`, or inside a folder that is: a lookup for it
+/// and each folder above it, so a retry of many files in a big tree stays cheap per entry.
+fn covered(only: &BTreeSet<String>, rel: &str) -> bool {
+    let mut at = rel;
+    loop {
+        if only.contains(at) {
+            return true;
+        }
+        match at.rfind('/') {
+            Some(i) => at = &at[..i],
+            None => return false,
+        }
+    }
+}
+
+/// Whether something in `only` lies inside the folder `rel` (the first path after `rel/` in
+/// order says).
+fn holds(only: &BTreeSet<String>, rel: &str) -> bool {
+    let inside = format!("{rel}/");
+    only.range(inside.clone()..).next().is_some_and(|o| o.starts_with(&inside))
 }
 
 /// How one file of the job ended.
@@ -201,9 +219,9 @@ impl TreeSummary {
     /// `earlier`, the summary of the run it retried: the files verified then outside `only`
     /// stay in the manifest (each was verified when it arrived), and for everything inside
     /// `only` this run's word counts.
-    pub fn after_retry(mut self, earlier: &Manifest, only: &[String]) -> TreeSummary {
+    pub fn after_retry(mut self, earlier: &Manifest, only: &BTreeSet<String>) -> TreeSummary {
         for (rel, md5) in &earlier.entries {
-            if !only.iter().any(|o| within(rel, o)) {
+            if !covered(only, rel) {
                 self.manifest.push(rel.clone(), *md5);
             }
         }
@@ -349,7 +367,7 @@ mod tests {
             dest: PathBuf::from("."),
             overwrite: false,
             limits: TreeLimits::default(),
-            only: Some(vec!["a/small".into(), "a/x/y.txt".into()]),
+            only: Some(BTreeSet::from(["a/small".into(), "a/x/y.txt".into()])),
         };
         assert!(req.covers("a/small") && req.covers("a/small/1.txt") && req.covers("a/x/y.txt"));
         assert!(!req.covers("a/smallish") && !req.covers("a/x") && !req.covers("a/x/y.txt2"));

@@ -1,6 +1,7 @@
 //! The downloads model: one row per download, each driven by one engine job, from the start
 //! to its verdict (or failure, or cancellation), and restarted (resumed) from here.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::session::describe;
@@ -72,7 +73,7 @@ pub(crate) struct Download {
     pub files: (u64, u64),
     /// A folder job retrying only the earlier run's problems (their relative paths), and the
     /// manifest of the files that run verified.
-    retry: Option<(Vec<String>, Manifest)>,
+    retry: Option<(BTreeSet<String>, Manifest)>,
 }
 
 impl Download {
